@@ -1,0 +1,5 @@
+"""`python -m reporter` is `access-reporter`."""
+
+from .cli import main
+
+raise SystemExit(main())

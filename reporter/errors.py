@@ -1,0 +1,59 @@
+"""One exception base per edge; the CLI turns each into a message and an exit code."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class ReporterError(Exception):
+    """Base of every error the CLI knows how to explain."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One problem in a configuration file: where, what was there, and how to fix it."""
+
+    path: str
+    value: str
+    message: str
+    hint: str = ""
+
+    def __str__(self) -> str:
+        text = f"{self.path}: {self.message} (got {self.value})"
+        return f"{text}\n    hint: {self.hint}" if self.hint else text
+
+
+class ConfigError(ReporterError):
+    """The configuration is invalid; carries every problem found, not just the first."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[ConfigProblem], source: str = "") -> None:
+        self.problems = problems
+        self.source = source
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        where = f" in {self.source}" if self.source else ""
+        head = f"{len(self.problems)} configuration problem(s){where}:"
+        return "\n".join([head, *(f"  - {p}" for p in self.problems)])
+
+
+class UsageError(ReporterError):
+    exit_code = 2
+
+
+class CollectionError(ReporterError):
+    """Nothing at all could be collected."""
+
+    exit_code = 3
+
+
+class RenderError(ReporterError):
+    pass
+
+
+class DeliveryError(ReporterError):
+    pass

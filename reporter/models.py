@@ -1,0 +1,261 @@
+"""Frozen dataclasses that travel between pipeline stages.
+
+Raw boto3 dicts stop at `normalise`; everything after it sees only these types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any
+
+
+class FindingType(StrEnum):
+    """The four Access Analyzer unused-access finding types (reference §1.7)."""
+
+    UNUSED_ROLE = "UnusedIAMRole"
+    UNUSED_ACCESS_KEY = "UnusedIAMUserAccessKey"
+    UNUSED_PASSWORD = "UnusedIAMUserPassword"
+    UNUSED_PERMISSION = "UnusedPermission"
+
+    @property
+    def label(self) -> str:
+        return _TYPE_LABELS[self]
+
+
+_TYPE_LABELS = {
+    FindingType.UNUSED_ROLE: "Unused role",
+    FindingType.UNUSED_ACCESS_KEY: "Unused access key",
+    FindingType.UNUSED_PASSWORD: "Unused console password",
+    FindingType.UNUSED_PERMISSION: "Unused permissions",
+}
+
+
+class FindingStatus(StrEnum):
+    ACTIVE = "active"
+    EXCEPTED = "excepted"
+    RESOLVED = "resolved"
+
+
+@dataclass(frozen=True)
+class Account:
+    """An AWS account as Organizations describes it."""
+
+    id: str
+    name: str
+    email: str = ""
+    state: str = "ACTIVE"
+    ou_path: tuple[str, ...] = ()
+    tags: Mapping[str, str] = field(default_factory=dict)
+    # Ids of the root and every OU above the account, outermost first (for scope filters).
+    ou_ids: tuple[str, ...] = ()
+
+    @property
+    def active(self) -> bool:
+        return self.state == "ACTIVE"
+
+
+@dataclass(frozen=True)
+class RawRecord:
+    """One record exactly as a source returned it; `normalise` turns it into a Finding."""
+
+    source: str
+    payload: Mapping[str, Any]
+    origin: str = ""
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    """Where a finding was reported: the source name, its id there, and the product ARN."""
+
+    source: str
+    id: str
+    product_arn: str = ""
+
+
+@dataclass(frozen=True)
+class UnusedAction:
+    action: str
+    last_accessed: datetime | None = None
+
+
+@dataclass(frozen=True)
+class UnusedService:
+    namespace: str
+    last_accessed: datetime | None = None
+    actions: tuple[UnusedAction, ...] = ()
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One unit of unused access, normalised from one or more sources.
+
+    `key` is stable across runs and sources: account, finding type and principal ARN. The
+    access-key id and service namespaces are details of the finding, not part of its key,
+    because Security Hub's ASFF record of the same access carries neither.
+    """
+
+    type: FindingType
+    account_id: str
+    principal_arn: str
+    severity: str = "LOW"
+    region: str = ""
+    last_accessed: datetime | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    access_key_ids: tuple[str, ...] = ()
+    services: tuple[UnusedService, ...] = ()
+    sources: tuple[SourceRef, ...] = ()
+    principal_tags: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.account_id}/{self.type.value}/{self.principal_arn}"
+
+    @property
+    def principal_type(self) -> str:
+        return "user" if ":user/" in self.principal_arn else "role"
+
+    @property
+    def principal_path(self) -> str:
+        """The IAM path, e.g. `/aws-service-role/ecs.amazonaws.com/`."""
+        resource = self.principal_arn.split(":", 5)[-1]
+        _, _, rest = resource.partition("/")
+        path, _, _ = rest.rpartition("/")
+        return f"/{path}/" if path else "/"
+
+    @property
+    def principal_name(self) -> str:
+        return self.principal_arn.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class OwnerResolution:
+    """Who owns a finding and which rule of the ladder said so."""
+
+    owner: str | None
+    rule: str
+
+
+@dataclass(frozen=True)
+class RemediationStep:
+    """One step: running the `command`s of all steps in order removes the access."""
+
+    title: str
+    command: str
+    console_url: str = ""
+    rollback: str = ""
+
+
+@dataclass(frozen=True)
+class Links:
+    console: str
+    access_analyzer: str
+    security_hub: str = ""
+
+
+@dataclass(frozen=True)
+class ReportItem:
+    """A finding with everything the reports show about it."""
+
+    finding: Finding
+    account: Account
+    owner: OwnerResolution
+    links: Links
+    remediation: tuple[RemediationStep, ...]
+    priority: int
+    status: FindingStatus = FindingStatus.ACTIVE
+    first_seen: date | None = None
+    unused_days: int | None = None
+
+
+@dataclass(frozen=True)
+class AccountCoverage:
+    """Whether an account in scope was assessed, by which sources, and if not, why."""
+
+    account_id: str
+    account_name: str
+    state: str
+    covered: bool
+    sources: tuple[str, ...] = ()
+    reason: str = ""
+    # False for accounts we list but are not meant to assess (suspended, excluded by config).
+    in_scope: bool = True
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """A record that could not be normalised, kept with the reason."""
+
+    source: str
+    origin: str
+    reason: str
+    record: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Identity of one run, shared by every report of it."""
+
+    run_id: str
+    generated_at: datetime
+    period_start: date
+    period_end: date
+    scope: str
+
+
+@dataclass(frozen=True)
+class OwnerReport:
+    """Everything one owner receives: all findings of all accounts they own."""
+
+    owner: str
+    context: RunContext
+    items: tuple[ReportItem, ...]
+    accounts: tuple[Account, ...]
+    coverage: tuple[AccountCoverage, ...]
+
+    @property
+    def slug(self) -> str:
+        return owner_slug(self.owner)
+
+
+@dataclass(frozen=True)
+class OrgSummary:
+    """The security team's view of the whole run."""
+
+    context: RunContext
+    owners: tuple[OwnerReport, ...]
+    items: tuple[ReportItem, ...]
+    unowned: tuple[ReportItem, ...]
+    coverage: tuple[AccountCoverage, ...]
+    skipped: int = 0
+    quarantined: int = 0
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What `pipeline.run` returns to its caller (CLI or scheduler)."""
+
+    context: RunContext
+    run_dir: str
+    owners: tuple[tuple[str, int], ...]
+    findings: int
+    files: int
+    coverage: tuple[AccountCoverage, ...]
+    skipped: int
+    quarantined: int
+    outbox: tuple[str, ...] = ()
+
+    @property
+    def exit_code(self) -> int:
+        """0 ok; 1 finished but incomplete (an in-scope account not covered)."""
+        incomplete = any(c.in_scope and not c.covered for c in self.coverage)
+        return 1 if incomplete else 0
+
+
+def owner_slug(owner: str) -> str:
+    """A file-system-safe, stable folder name for an owner (an e-mail address or a name)."""
+    safe = "".join(ch if ch.isalnum() or ch in "._@-" else "_" for ch in owner.lower())
+    return safe.strip("._") or "unowned"

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Make sure the machine has what WeasyPrint needs (Pango, fonts) and a Python >= 3.11.
+# Installs with apt-get where we can (root on Debian/Ubuntu); otherwise says in one line how.
+set -euo pipefail
+
+PY=${PY:-python3}
+if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  echo "Python 3.11 or newer is needed: install it, then run: make PY=python3.11 <target>" >&2
+  exit 1
+fi
+
+missing=()
+ldconfig -p 2>/dev/null | grep -q 'libpango-1.0.so' || missing+=(libpango-1.0-0)
+ldconfig -p 2>/dev/null | grep -q 'libpangoft2-1.0.so' || missing+=(libpangoft2-1.0-0)
+command -v fc-list >/dev/null 2>&1 && fc-list | grep -qi dejavu || missing+=(fonts-dejavu-core fontconfig)
+"$PY" -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "installing system packages: ${missing[*]}" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+elif command -v apt-get >/dev/null 2>&1; then
+  echo "missing system packages; run: sudo apt-get install -y ${missing[*]}" >&2
+  exit 1
+else
+  echo "missing system libraries for WeasyPrint (Pango, fonts): see https://doc.courtbouillon.org/weasyprint/stable/first_steps.html" >&2
+  exit 1
+fi
