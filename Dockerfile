@@ -4,7 +4,7 @@ FROM python:3.11-slim-bookworm
 
 # WeasyPrint renders with Pango; DejaVu gives the PDFs a complete Unicode font.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0 \
+    && apt-get install -y --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 \
        fonts-dejavu-core fontconfig \
     && rm -rf /var/lib/apt/lists/*
 

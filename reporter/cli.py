@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-send", action="store_true", help="write e-mails to the run's outbox/ only"
     )
 
+    serve = sub.add_parser("serve", help="run on the schedule from the config until stopped")
+    serve.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
+
     validate = sub.add_parser("validate-config", help="validate a config file strictly")
     validate.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
 
@@ -98,6 +101,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             return _demo(args.out, args.seed, args.accounts)
         case "run":
             return _run(args.config, args.out, args.no_send)
+        case "serve":
+            return _serve(args.config)
         case "validate-config":
             settings = load_file(args.config, os.environ)
             sys.stdout.write(dump_yaml(redacted(settings)))
@@ -138,6 +143,31 @@ def _run(config: Path, out: Path | None, no_send: bool) -> int:
         )
     result = _execute(settings, out or Path(settings.reports.output_dir), boto3.Session(), None)
     return _report(result, sys.stdout)
+
+
+def _serve(config: Path) -> int:
+    from .schedule import next_run, serve
+
+    settings = load_file(config, os.environ)
+    schedule = settings.schedule
+    if settings.mail.transport.value != "outbox":
+        raise UsageError(
+            f"mail.transport {settings.mail.transport.value!r} is not available in this "
+            "version yet\n    hint: use mail.transport: outbox"
+        )
+
+    def job() -> None:
+        try:
+            result = _execute(settings, Path(settings.reports.output_dir), boto3.Session(), None)
+            _report(result, sys.stdout)
+        except (ReporterError, ClientError, BotoCoreError) as exc:
+            # A failed week must not stop the service: log it and wait for the next one.
+            logging.getLogger(__name__).error("scheduled run failed: %s", exc)
+
+    upcoming = next_run(schedule.cron, schedule.timezone, datetime.now(UTC))
+    print(f"serving: {schedule.cron!r} in {schedule.timezone}; next run {upcoming}")
+    serve(schedule.cron, schedule.timezone, schedule.misfire_grace_seconds, job)
+    return 0
 
 
 def _execute(

@@ -73,9 +73,7 @@ class RunFolder:
         body = {
             "schema_version": SCHEMA_VERSION,
             **manifest,
-            "files": [
-                {"path": f.path, "sha256": f.sha256, "size": f.size} for f in self.files
-            ],
+            "files": [{"path": f.path, "sha256": f.sha256, "size": f.size} for f in self.files],
         }
         with (self.partial / MANIFEST).open("w", encoding="utf-8") as fh:
             json.dump(body, fh, indent=2, ensure_ascii=False, default=str)

@@ -146,7 +146,7 @@ def merge(a: Finding, b: Finding) -> Finding:
 
 
 def _asff_type(asff: Mapping[str, Any], fields: Mapping[str, str]) -> FindingType | None:
-    declared = fields.get("findingtype")
+    declared = fields.get("findingtype", "")
     if declared in FindingType._value2member_map_:
         return FindingType(declared)
     types = asff.get("Types")

@@ -199,9 +199,7 @@ def _run(
     return result
 
 
-def _owner_files(
-    report: OwnerReport, env: Any, folder: RunFolder
-) -> tuple[Attachment, ...]:
+def _owner_files(report: OwnerReport, env: Any, folder: RunFolder) -> tuple[Attachment, ...]:
     slug = owner_slug(report.owner)
     attachments = (
         Attachment("report.pdf", render_owner_pdf(report, env), *PDF_TYPE),

@@ -44,7 +44,7 @@ def _access_key(f: Finding, links: Links) -> tuple[RemediationStep, ...]:
         # The source did not say which key is unused: pick the keys not used for 90 days or
         # never used, so a key in daily use is never touched.
         keys = (
-            f'$(for k in $(aws iam list-access-keys --user-name {user} --query '
+            f"$(for k in $(aws iam list-access-keys --user-name {user} --query "
             f"'AccessKeyMetadata[].AccessKeyId' --output text); do "
             f'd=$(aws iam get-access-key-last-used --access-key-id "$k" --query '
             f"'AccessKeyLastUsed.LastUsedDate' --output text); "

@@ -12,6 +12,8 @@ fi
 missing=()
 ldconfig -p 2>/dev/null | grep -q 'libpango-1.0.so' || missing+=(libpango-1.0-0)
 ldconfig -p 2>/dev/null | grep -q 'libpangoft2-1.0.so' || missing+=(libpangoft2-1.0-0)
+# harfbuzz-subset makes font subsetting fast and PDF bytes reproducible (WeasyPrint will require it).
+ldconfig -p 2>/dev/null | grep -q 'libharfbuzz-subset.so' || missing+=(libharfbuzz-subset0)
 command -v fc-list >/dev/null 2>&1 && fc-list | grep -qi dejavu || missing+=(fonts-dejavu-core fontconfig)
 "$PY" -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
 

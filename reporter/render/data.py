@@ -1,0 +1,244 @@
+"""`data/findings.json` and `data/findings.csv`: the machine-readable records of a run.
+
+`finding_record` is the one definition of what a finding looks like outside the program; the
+CSV and the workbook are flattenings of it (`flat_record`), so the three cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Iterable
+from datetime import UTC, date, datetime
+from typing import Any
+
+from reporter.aggregate import sort_items
+from reporter.models import ReportItem, RunContext
+
+SCHEMA_VERSION = 1
+
+# Spreadsheet programs treat a cell starting with one of these as a formula (OWASP "CSV
+# injection"); tab and carriage return are on the list because Excel strips them and then
+# parses what follows.
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+# The record's top-level scalars, copied into the flat form as they are.
+_SCALARS: tuple[str, ...] = (
+    "key",
+    "type",
+    "account_id",
+    "account_name",
+    "principal_arn",
+    "principal_type",
+    "principal_name",
+    "status",
+    "severity",
+    "priority",
+    "unused_days",
+    "last_accessed",
+    "first_seen",
+    "owner",
+    "owner_rule",
+    "region",
+    "created_at",
+    "updated_at",
+)
+# The columns of the flattened record, in order: CSV header, and the first workbook columns.
+FLAT_COLUMNS: tuple[str, ...] = (
+    *_SCALARS,
+    "access_key_ids",
+    "unused_services",
+    "unused_actions",
+    "recommendation",
+    "remediation_steps",
+    "remediation_commands",
+    "remediation_rollback",
+    "link_console",
+    "link_access_analyzer",
+    "link_security_hub",
+    "sources",
+    "exception",
+)
+
+# Whitespace, quotes, angle brackets and backslashes never occur in the console URLs enrich builds.
+_UNSAFE_URL = re.compile(r"[\s\"'<>\\]")
+
+
+def linkable(url: object) -> bool:
+    """Whether `url` may become a clickable link: web URLs only, never `javascript:` or `file:`."""
+    return (
+        isinstance(url, str)
+        and url.startswith(("https://", "http://"))
+        and not _UNSAFE_URL.search(url)
+    )
+
+
+def iso_datetime(value: datetime | None) -> str | None:
+    """`2025-01-31T08:15:00Z`; naive values are taken as UTC (AWS timestamps are)."""
+    if value is None:
+        return None
+    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return value.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def iso_date(value: date | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _or_null(text: str) -> str | None:
+    # The models use "" for "not known"; the record says null, as DESIGN.md asks.
+    return text or None
+
+
+def _url_or_null(url: str) -> str | None:
+    # Consumers (PDF, workbook, the evidence page) make these clickable; the schema promises
+    # they are web URLs, so anything else (javascript:, file:) is dropped here, once.
+    return url if linkable(url) else None
+
+
+def finding_record(item: ReportItem) -> dict[str, Any]:
+    """The JSON record of one finding (DESIGN.md `data/findings.json`), keys in a fixed order."""
+    f = item.finding
+    return {
+        "key": f.key,
+        "type": f.type.value,
+        "account_id": f.account_id,
+        "account_name": item.account.name,
+        "principal_arn": f.principal_arn,
+        "principal_type": f.principal_type,
+        "principal_name": f.principal_name,
+        "status": item.status.value,
+        "severity": f.severity,
+        "priority": item.priority,
+        "unused_days": item.unused_days,
+        # A timestamp in the sources; kept to the second so evidence loses nothing.
+        "last_accessed": iso_datetime(f.last_accessed),
+        "first_seen": iso_date(item.first_seen),
+        "owner": item.owner.owner,
+        "owner_rule": item.owner.rule,
+        "region": _or_null(f.region),
+        "created_at": iso_datetime(f.created_at),
+        "updated_at": iso_datetime(f.updated_at),
+        "details": {
+            "access_key_ids": list(f.access_key_ids),
+            "services": [
+                {
+                    "namespace": s.namespace,
+                    "last_accessed": iso_datetime(s.last_accessed),
+                    "actions": [
+                        {"action": a.action, "last_accessed": iso_datetime(a.last_accessed)}
+                        for a in s.actions
+                    ],
+                }
+                for s in f.services
+            ],
+        },
+        # Not produced yet by enrich; the field exists so consumers can rely on it.
+        "recommendation": None,
+        "remediation": [
+            {
+                "title": step.title,
+                "command": step.command,
+                "console_url": _url_or_null(step.console_url),
+                "rollback": _or_null(step.rollback),
+            }
+            for step in item.remediation
+        ],
+        "links": {
+            "console": _url_or_null(item.links.console),
+            "access_analyzer": _url_or_null(item.links.access_analyzer),
+            "security_hub": _url_or_null(item.links.security_hub),
+        },
+        "sources": [
+            {"source": s.source, "id": s.id, "product_arn": _or_null(s.product_arn)}
+            for s in f.sources
+        ],
+        "exception": None,
+    }
+
+
+def findings_document(items: Iterable[ReportItem], context: RunContext) -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": context.run_id,
+        "generated_at": iso_datetime(context.generated_at),
+        "findings": [finding_record(i) for i in sort_items(items)],
+    }
+
+
+def findings_json(items: Iterable[ReportItem], context: RunContext) -> bytes:
+    """`data/findings.json`: UTF-8, indented, keys in record order (not sorted: reads better)."""
+    text = json.dumps(findings_document(items, context), indent=2, ensure_ascii=False)
+    return (text + "\n").encode("utf-8")
+
+
+def _last_used(value: str | None) -> str:
+    # Access Analyzer leaves lastAccessed out when the access was not used in its tracking window.
+    return f"last used {value[:10]}" if value else "no recorded use"
+
+
+def flat_record(record: dict[str, Any]) -> dict[str, Any]:
+    """One finding record as a single row of scalars (str, int or None), keyed by FLAT_COLUMNS."""
+    details = record["details"]
+    services = details["services"]
+    steps = record["remediation"]
+    links = record["links"]
+    flat = {k: record[k] for k in _SCALARS}
+    flat.update(
+        access_key_ids="; ".join(details["access_key_ids"]),
+        unused_services="; ".join(
+            f"{s['namespace']} ({_last_used(s['last_accessed'])})" for s in services
+        ),
+        unused_actions="; ".join(
+            f"{a['action']} ({_last_used(a['last_accessed'])})"
+            for s in services
+            for a in s["actions"]
+        ),
+        recommendation=_compact_json(record["recommendation"]),
+        remediation_steps="; ".join(f"{n}. {s['title']}" for n, s in enumerate(steps, 1)),
+        # One command per line: pasted into a shell, the cell runs the steps in order.
+        remediation_commands="\n".join(s["command"] for s in steps),
+        remediation_rollback="\n".join(
+            f"{n}. {s['rollback']}" for n, s in enumerate(steps, 1) if s["rollback"]
+        ),
+        link_console=links["console"],
+        link_access_analyzer=links["access_analyzer"],
+        link_security_hub=links["security_hub"],
+        sources="; ".join(f"{s['source']}:{s['id']}" for s in record["sources"]),
+        exception=_compact_json(record["exception"]),
+    )
+    return {k: flat[k] for k in FLAT_COLUMNS}
+
+
+def _compact_json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def defuse_csv(value: str) -> str:
+    """Prefix a formula-looking text with `'` so a spreadsheet shows it instead of running it.
+
+    CSV has no cell types, so the apostrophe is the only defence that survives a double-click
+    into Excel; it costs one visible character on hostile-looking values only.
+    """
+    return f"'{value}" if value.startswith(FORMULA_TRIGGERS) else value
+
+
+def findings_csv(items: Iterable[ReportItem]) -> bytes:
+    """`data/findings.csv`: the flattened records, RFC 4180, UTF-8 without BOM."""
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(FLAT_COLUMNS)
+    for item in sort_items(items):
+        flat = flat_record(finding_record(item))
+        writer.writerow(_csv_cell(flat[c]) for c in FLAT_COLUMNS)
+    return buffer.getvalue().encode("utf-8")
+
+
+def _csv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return defuse_csv(value)
+    return str(value)

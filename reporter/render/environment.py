@@ -1,0 +1,130 @@
+"""The one Jinja environment every report and e-mail template is rendered with.
+
+Templates are looked up in the user's folder first and in the packaged defaults second, so a
+deployment can replace one file without copying the rest; `default:NAME` always reaches the
+packaged file, so an override can `{% extends "default:owner_report.html.j2" %}` and change a
+single block. Everything is autoescaped and undefined names raise: a typo in a template must fail
+the render, not mail a report with a blank where the owner's name should be.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from jinja2 import (
+    BaseLoader,
+    ChoiceLoader,
+    Environment,
+    FileSystemLoader,
+    PackageLoader,
+    PrefixLoader,
+    StrictUndefined,
+)
+from markupsafe import Markup
+
+from reporter.errors import RenderError
+from reporter.render.data import iso_datetime, linkable
+
+TEMPLATE_PACKAGE = "reporter.templates"
+
+# Shown wherever a value is unknown (None): "null where unknown" in the data, a dash on paper.
+UNKNOWN = "—"
+
+# Bidirectional overrides and invisible format characters let a name read differently from what
+# it is (U+202E before "txt.exe" makes it display as "exe.txt"). On paper we show them as visible
+# code points instead of obeying them; the data files keep the original text.
+_INVISIBLE = re.compile("[\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+# C0 controls other than tab/newline are not valid in HTML text; they can only come from hostile or
+# corrupted data.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def make_environment(template_dir: Path | None = None) -> Environment:
+    """Build the environment: `template_dir` (if given) before the packaged templates.
+
+    Raises RenderError if `template_dir` is given but is not a directory, because a mistyped
+    path would otherwise silently fall back to the defaults.
+    """
+    packaged = PackageLoader(TEMPLATE_PACKAGE, "")
+    loaders: list[BaseLoader] = []
+    if template_dir is not None:
+        if not template_dir.is_dir():
+            raise RenderError(f"template folder {template_dir} does not exist or is not a folder")
+        loaders.append(FileSystemLoader(template_dir))
+    loaders.append(packaged)
+    loaders.append(PrefixLoader({"default": packaged}, delimiter=":"))
+    env = Environment(
+        loader=ChoiceLoader(loaders),
+        # True rather than select_autoescape(): our templates end in `.j2`, which
+        # select_autoescape would not recognise as HTML, and a plain-text template that escapes
+        # `&` is a smaller problem than an HTML one that does not escape `<`.
+        autoescape=True,
+        undefined=StrictUndefined,
+        finalize=_finalize,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters.update(
+        isodate=isodate,
+        utc=utc_minutes,
+        days=days,
+        plural=plural,
+        visible=visible,
+        iso=iso_datetime,
+    )
+    env.tests["linkable"] = linkable
+    return env
+
+
+def _finalize(value: Any) -> Any:
+    """Applied to every `{{ expression }}` before escaping."""
+    if value is None:
+        return UNKNOWN
+    # Markup is already-rendered template output (macros, `|safe`): it was finalized when built.
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return visible(value)
+    return value
+
+
+def visible(text: str) -> str:
+    """Replace bidi overrides and invisible characters with a visible `[U+XXXX]` marker."""
+    text = _CONTROL.sub("\ufffd", text)
+    return _INVISIBLE.sub(lambda m: f"[U+{ord(m.group()):04X}]", text)
+
+
+def _as_utc(value: datetime) -> datetime:
+    # AWS timestamps are UTC; a naive one can only have lost its tzinfo on the way.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def isodate(value: date | datetime | None, default: str = UNKNOWN) -> str:
+    """`YYYY-MM-DD`; a datetime is taken in UTC first."""
+    if value is None:
+        return default
+    if isinstance(value, datetime):
+        value = _as_utc(value).date()
+    return value.isoformat()
+
+
+def utc_minutes(value: datetime | None, default: str = UNKNOWN) -> str:
+    """`YYYY-MM-DD HH:MM UTC`."""
+    if value is None:
+        return default
+    return _as_utc(value).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def days(value: int | None, default: str = UNKNOWN) -> str:
+    """`1 day`, `214 days`, or the default when unknown."""
+    if value is None:
+        return default
+    return plural(value, "day")
+
+
+def plural(count: int, singular: str, many: str | None = None) -> str:
+    """`1 finding`, `3 findings`, with thousands separators."""
+    word = singular if count == 1 else (many or f"{singular}s")
+    return f"{count:,} {word}"
