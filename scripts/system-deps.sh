@@ -10,11 +10,15 @@ if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; th
 fi
 
 missing=()
-ldconfig -p 2>/dev/null | grep -q 'libpango-1.0.so' || missing+=(libpango-1.0-0)
-ldconfig -p 2>/dev/null | grep -q 'libpangoft2-1.0.so' || missing+=(libpangoft2-1.0-0)
+# Read the library cache once: `ldconfig -p | grep -q` would fail under pipefail (SIGPIPE).
+libs=$(ldconfig -p 2>/dev/null || /sbin/ldconfig -p 2>/dev/null || true)
+has_lib() { [[ "$libs" == *"$1"* ]]; }
+has_lib 'libpango-1.0.so' || missing+=(libpango-1.0-0)
+has_lib 'libpangoft2-1.0.so' || missing+=(libpangoft2-1.0-0)
 # harfbuzz-subset makes font subsetting fast and PDF bytes reproducible (WeasyPrint will require it).
-ldconfig -p 2>/dev/null | grep -q 'libharfbuzz-subset.so' || missing+=(libharfbuzz-subset0)
-command -v fc-list >/dev/null 2>&1 && fc-list | grep -qi dejavu || missing+=(fonts-dejavu-core fontconfig)
+has_lib 'libharfbuzz-subset.so' || missing+=(libharfbuzz-subset0)
+fonts=$(fc-list 2>/dev/null || true)
+[[ "${fonts,,}" == *dejavu* ]] || missing+=(fonts-dejavu-core fontconfig)
 "$PY" -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
 
 if [ ${#missing[@]} -eq 0 ]; then
