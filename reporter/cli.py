@@ -124,6 +124,10 @@ def _demo(out: Path, seed: int, accounts: int) -> int:
                     "delegated_admin_role_arn": sandbox.delegated_admin_role_arn,
                     "member_role_name": sandbox.member_role_name,
                 },
+                "sources": {
+                    "security_hub": {"enabled": True},
+                    "access_analyzer": {"enabled": True},
+                },
                 "reports": {"output_dir": str(out)},
             },
             environ={},

@@ -14,7 +14,15 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from .models import Finding, FindingType, Quarantined, RawRecord, SourceRef
+from .models import (
+    Finding,
+    FindingType,
+    Quarantined,
+    RawRecord,
+    SourceRef,
+    UnusedAction,
+    UnusedService,
+)
 
 _PRINCIPAL_ARN = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):(user|role)/(.+)$")
 _ACCOUNT_ID = re.compile(r"^\d{12}$")
@@ -74,6 +82,8 @@ def normalise(records: Iterable[RawRecord]) -> Normalised:
 def parse_record(record: RawRecord) -> Finding | Skip:
     if record.source == "security_hub":
         return from_asff(record.payload)
+    if record.source == "access_analyzer":
+        return from_access_analyzer(record.payload)
     raise Malformed(f"no parser for source {record.source!r}")
 
 
@@ -125,6 +135,73 @@ def from_asff(asff: Mapping[str, Any]) -> Finding | Skip:
                 if fields.get("findingid")
                 else ()
             ),
+        ),
+    )
+
+
+def from_access_analyzer(aa: Mapping[str, Any]) -> Finding | Skip:
+    """A ListFindingsV2 summary merged with its GetFindingV2 result (reference §1.5–1.6)."""
+    if not isinstance(aa, Mapping):
+        raise Malformed("record is not a JSON object")
+    kind = str(aa.get("findingType") or "")
+    if kind not in FindingType._value2member_map_:
+        return Skip(f"not unused access ({kind or 'unknown type'})")
+    if aa.get("status") != "ACTIVE":
+        return Skip(f"{str(aa.get('status', 'unknown')).lower()} in Access Analyzer")
+    principal_arn = str(aa.get("resource", ""))
+    match = _PRINCIPAL_ARN.match(principal_arn)
+    if not match:
+        raise Malformed(f"resource is not an IAM user or role ARN: {principal_arn[:200]!r}")
+    finding_id = aa.get("id")
+    if not isinstance(finding_id, str) or not finding_id:
+        raise Malformed("id is missing")
+    owner_account = str(aa.get("resourceOwnerAccount", ""))
+    details = aa.get("findingDetails") or []
+    if not isinstance(details, list):
+        raise Malformed("findingDetails is not a list")
+    keys: list[str] = []
+    services: list[UnusedService] = []
+    last_used: list[datetime] = []
+    for detail in details:
+        if not isinstance(detail, Mapping):
+            raise Malformed("a findingDetails element is not an object")
+        for name, body in detail.items():
+            if not isinstance(body, Mapping):
+                raise Malformed(f"findingDetails.{name} is not an object")
+            when = _timestamp(body.get("lastAccessed"))
+            if when:
+                last_used.append(when)
+            if name == "unusedIamUserAccessKeyDetails" and body.get("accessKeyId"):
+                keys.append(str(body["accessKeyId"]))
+            elif name == "unusedPermissionDetails":
+                services.append(_service(body, when))
+    arn = str(aa.get("analyzerArn", ""))
+    return Finding(
+        type=FindingType(kind),
+        account_id=owner_account if _ACCOUNT_ID.match(owner_account) else match.group(1),
+        principal_arn=principal_arn,
+        region=arn.split(":")[3] if arn.count(":") >= 5 else "",
+        last_accessed=max(last_used, default=None),
+        created_at=_timestamp(aa.get("createdAt")),
+        updated_at=_timestamp(aa.get("updatedAt")),
+        access_key_ids=tuple(sorted(keys)),
+        services=tuple(sorted(services, key=lambda s: s.namespace)),
+        sources=(SourceRef("access_analyzer", finding_id),),
+    )
+
+
+def _service(body: Mapping[str, Any], last_accessed: datetime | None) -> UnusedService:
+    namespace = body.get("serviceNamespace")
+    if not isinstance(namespace, str) or not namespace:
+        raise Malformed("unusedPermissionDetails.serviceNamespace is missing")
+    actions = body.get("actions") or []
+    return UnusedService(
+        namespace=namespace,
+        last_accessed=last_accessed,
+        actions=tuple(
+            UnusedAction(str(a["action"]), _timestamp(a.get("lastAccessed")))
+            for a in actions
+            if isinstance(a, Mapping) and a.get("action")
         ),
     )
 

@@ -33,6 +33,7 @@ from .render.environment import make_environment
 from .render.pdf import render_owner_pdf, render_summary_pdf
 from .render.xlsx import render_owner_xlsx, render_summary_xlsx
 from .session import SessionFactory
+from .sources.access_analyzer import AccessAnalyzerSource, SourceUnavailable
 from .sources.interface import FindingSource
 from .sources.security_hub import SecurityHubSource
 
@@ -87,7 +88,7 @@ def _run(
         deps.progress(f"collecting from {source.name}")
         try:
             raw[source.name] = list(source.collect())
-        except (ClientError, BotoCoreError) as exc:
+        except (ClientError, BotoCoreError, SourceUnavailable) as exc:
             failures[source.name] = _error_text(exc)
             log.warning("source %s failed: %s", source.name, failures[source.name])
     if not raw:
@@ -217,17 +218,30 @@ def _sources(
     org = settings.organization
     sources: list[FindingSource] = []
     failures: dict[str, str] = {}
-    if settings.sources.security_hub.enabled:
-        try:
-            admin = (
-                sessions.assume(org.delegated_admin_role_arn)
-                if org.delegated_admin_role_arn
-                else None
-            )
-            client = sessions.client("securityhub", admin, region=org.home_region)
-            sources.append(SecurityHubSource(client, org.home_region))
-        except (ClientError, BotoCoreError) as exc:
-            failures["security_hub"] = _error_text(exc)
+    wanted = [
+        name
+        for name, on in (
+            ("security_hub", settings.sources.security_hub.enabled),
+            ("access_analyzer", settings.sources.access_analyzer.enabled),
+        )
+        if on
+    ]
+    if not wanted:
+        return sources, failures
+    # Both sources are read in the delegated administrator, so one assumed session serves both.
+    try:
+        admin = (
+            sessions.assume(org.delegated_admin_role_arn) if org.delegated_admin_role_arn else None
+        )
+    except (ClientError, BotoCoreError) as exc:
+        return sources, dict.fromkeys(wanted, _error_text(exc))
+    if "security_hub" in wanted:
+        client = sessions.client("securityhub", admin, region=org.home_region)
+        sources.append(SecurityHubSource(client, org.home_region))
+    if "access_analyzer" in wanted:
+        client = sessions.client("accessanalyzer", admin, region=org.home_region)
+        arn = settings.sources.access_analyzer.analyzer_arn
+        sources.append(AccessAnalyzerSource(client, org.home_region, arn or None))
     return sources, failures
 
 

@@ -52,14 +52,20 @@ def _access_key(f: Finding, links: Links) -> tuple[RemediationStep, ...]:
             f'then echo "$k"; fi; done)'
         )
     loop = f"for key in {keys}; do"
+    reactivate = (
+        f"for key in {keys}; do aws iam update-access-key --user-name {user} "
+        '--access-key-id "$key" --status Active; done'
+        if f.access_key_ids
+        else f"aws iam update-access-key --user-name {user} --access-key-id <KEY_ID> "
+        "--status Active"
+    )
     return (
         RemediationStep(
             title=f"Deactivate the unused access key(s) of {f.principal_name} {_where(f)}",
             command=f"{loop} aws iam update-access-key --user-name {user} "
             f'--access-key-id "$key" --status Inactive; done',
             console_url=links.console,
-            rollback=f"aws iam update-access-key --user-name {user} "
-            "--access-key-id <KEY_ID> --status Active",
+            rollback=reactivate,
         ),
         RemediationStep(
             title="After a grace period with no complaints, delete the deactivated key(s)",
