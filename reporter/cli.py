@@ -48,6 +48,15 @@ def build_parser() -> argparse.ArgumentParser:
     run_cmd.add_argument(
         "--no-send", action="store_true", help="write e-mails to the run's outbox/ only"
     )
+    run_cmd.add_argument(
+        "--from-file",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="F",
+        help="read exported findings JSON instead of AWS (repeatable); with --no-send, no "
+        "config file is needed",
+    )
 
     serve = sub.add_parser("serve", help="run on the schedule from the config until stopped")
     serve.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
@@ -100,7 +109,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         case "demo":
             return _demo(args.out, args.seed, args.accounts)
         case "run":
-            return _run(args.config, args.out, args.no_send)
+            return _run(args.config, args.out, args.no_send, tuple(args.from_file))
         case "serve":
             return _serve(args.config)
         case "validate-config":
@@ -138,14 +147,21 @@ def _demo(out: Path, seed: int, accounts: int) -> int:
     return _report(result, sys.stdout)
 
 
-def _run(config: Path, out: Path | None, no_send: bool) -> int:
-    settings = load_file(config, os.environ)
+def _run(config: Path, out: Path | None, no_send: bool, files: tuple[Path, ...] = ()) -> int:
+    for path in files:
+        if not path.is_file():
+            raise UsageError(f"--from-file {path}: no such file")
+    if files and no_send and config == DEFAULT_CONFIG and not config.exists():
+        settings = load_data({}, os.environ, source="built-in defaults")
+    else:
+        settings = load_file(config, os.environ)
     if settings.mail.transport.value != "outbox" and not no_send:
         raise UsageError(
             f"mail.transport {settings.mail.transport.value!r} is not available in this "
             "version yet\n    hint: pass --no-send to write the e-mails to the run's outbox/"
         )
-    result = _execute(settings, out or Path(settings.reports.output_dir), boto3.Session(), None)
+    base = None if files else boto3.Session()
+    result = _execute(settings, out or Path(settings.reports.output_dir), base, None, files)
     return _report(result, sys.stdout)
 
 
@@ -175,7 +191,11 @@ def _serve(config: Path) -> int:
 
 
 def _execute(
-    settings: Settings, out: Path, base: boto3.Session, configure: SessionHook | None
+    settings: Settings,
+    out: Path,
+    base: boto3.Session | None,
+    configure: SessionHook | None,
+    files: tuple[Path, ...] = (),
 ) -> RunResult:
     org = settings.organization
     external_id = org.external_id.get_secret_value() if org.external_id else None
@@ -188,8 +208,9 @@ def _execute(
         external_id=external_id,
     )
     deps = Dependencies(
-        sessions=SessionFactory(base, options, configure),
+        sessions=SessionFactory(base, options, configure) if base is not None else None,
         output_dir=out,
+        files=files,
         progress=_progress if sys.stderr.isatty() else lambda message: None,
     )
     return run(settings, deps, datetime.now(UTC).replace(microsecond=0))

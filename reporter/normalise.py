@@ -24,8 +24,10 @@ from .models import (
     UnusedService,
 )
 
+# The account in an IAM principal's ARN is the account that owns it. We take the owner from
+# here rather than from `resourceOwnerAccount`/`accountId`, which AWS's own published
+# EventBridge sample gets wrong (a 123456789012 role with accountId 444455556666).
 _PRINCIPAL_ARN = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):(user|role)/(.+)$")
-_ACCOUNT_ID = re.compile(r"^\d{12}$")
 
 # ASFF `Types` suffixes, reference §2.2.
 _ASFF_TYPES = {
@@ -84,6 +86,8 @@ def parse_record(record: RawRecord) -> Finding | Skip:
         return from_asff(record.payload)
     if record.source == "access_analyzer":
         return from_access_analyzer(record.payload)
+    if record.source == "files":  # a file, or a part of one, that no parser recognises
+        raise Malformed(str(record.payload.get("error", "unrecognised record")))
     raise Malformed(f"no parser for source {record.source!r}")
 
 
@@ -110,9 +114,9 @@ def from_asff(asff: Mapping[str, Any]) -> Finding | Skip:
     if not match:
         raise Malformed(f"Resources[0].Id is not an IAM user or role ARN: {principal_arn[:200]!r}")
     # With an organization analyzer, AwsAccountId is the analyzer owner's account; the
-    # principal's own account is in ProductFields or its ARN (reference §2.4).
-    owner_account = str(fields.get("resourceowneraccount", ""))
-    account_id = owner_account if _ACCOUNT_ID.match(owner_account) else match.group(1)
+    # principal's own account is in ProductFields and in its ARN (reference §2.4). An IAM ARN
+    # always embeds its owner, so the ARN decides: see _PRINCIPAL_ARN.
+    account_id = match.group(1)
 
     finding_id = asff.get("Id")
     if not isinstance(finding_id, str) or not finding_id:
@@ -155,7 +159,8 @@ def from_access_analyzer(aa: Mapping[str, Any]) -> Finding | Skip:
     finding_id = aa.get("id")
     if not isinstance(finding_id, str) or not finding_id:
         raise Malformed("id is missing")
-    owner_account = str(aa.get("resourceOwnerAccount", ""))
+    if aa.get("error"):
+        return Skip(f"analysis error in Access Analyzer ({aa['error']})")
     details = aa.get("findingDetails") or []
     if not isinstance(details, list):
         raise Malformed("findingDetails is not a list")
@@ -178,7 +183,7 @@ def from_access_analyzer(aa: Mapping[str, Any]) -> Finding | Skip:
     arn = str(aa.get("analyzerArn", ""))
     return Finding(
         type=FindingType(kind),
-        account_id=owner_account if _ACCOUNT_ID.match(owner_account) else match.group(1),
+        account_id=match.group(1),
         principal_arn=principal_arn,
         region=arn.split(":")[3] if arn.count(":") >= 5 else "",
         last_accessed=max(last_used, default=None),

@@ -22,10 +22,18 @@ from .config import Settings, config_digest
 from .deliver.message import PDF_TYPE, XLSX_TYPE, Attachment, Envelope, build_message
 from .deliver.outbox import as_bytes, eml_name
 from .discover import Scope, coverage_for, fetch_organization, parse_accounts, split_scope
-from .enrich import enrich
-from .errors import CollectionError
+from .enrich import enrich, unknown_account
+from .errors import CollectionError, UsageError
 from .evidence import RunFolder
-from .models import AccountCoverage, OwnerReport, RawRecord, RunContext, RunResult, owner_slug
+from .models import (
+    Account,
+    AccountCoverage,
+    OwnerReport,
+    RawRecord,
+    RunContext,
+    RunResult,
+    owner_slug,
+)
 from .normalise import normalise
 from .owners import OwnerRules
 from .render.data import findings_csv, findings_json
@@ -34,6 +42,7 @@ from .render.pdf import render_owner_pdf, render_summary_pdf
 from .render.xlsx import render_owner_xlsx, render_summary_xlsx
 from .session import SessionFactory
 from .sources.access_analyzer import AccessAnalyzerSource, SourceUnavailable
+from .sources.files import FileSource
 from .sources.interface import FindingSource
 from .sources.security_hub import SecurityHubSource
 
@@ -46,9 +55,11 @@ Progress = Callable[[str], None]
 class Dependencies:
     """The edges a run needs, injected so tests and the sandbox hand in their own."""
 
-    sessions: SessionFactory
+    sessions: SessionFactory | None
     output_dir: Path
     progress: Progress = field(default=lambda message: None)
+    # Exported JSON files to read instead of AWS: no discovery, no AWS call at all.
+    files: tuple[Path, ...] = ()
 
 
 def new_run_id(now: datetime) -> str:
@@ -74,15 +85,23 @@ def _run(
 ) -> RunResult:
     org = settings.organization
     sessions = deps.sessions
-
-    deps.progress("discovering the organization")
-    org_session = sessions.assume(org.management_role_arn) if org.management_role_arn else None
-    org_data = fetch_organization(sessions.client("organizations", org_session))
-    accounts = parse_accounts(org_data)
-    assess, out_of_scope = split_scope(accounts, _scope(settings))
-    caller = sessions.client("sts").get_caller_identity()
-
-    sources, failures = _sources(settings, sessions)
+    accounts: list[Account] = []
+    assess: list[Account] = []
+    out_of_scope: list[AccountCoverage] = []
+    caller: dict[str, Any] = {}
+    sources: list[FindingSource]
+    if deps.files:
+        sources, failures = [FileSource(deps.files)], dict[str, str]()
+    elif sessions is None:
+        raise UsageError("no AWS session and no --from-file: nothing to read")
+    else:
+        deps.progress("discovering the organization")
+        org_session = sessions.assume(org.management_role_arn) if org.management_role_arn else None
+        org_data = fetch_organization(sessions.client("organizations", org_session))
+        accounts = parse_accounts(org_data)
+        assess, out_of_scope = split_scope(accounts, _scope(settings))
+        caller = sessions.client("sts").get_caller_identity()
+        sources, failures = _sources(settings, sessions)
     raw: dict[str, list[RawRecord]] = {}
     for source in sources:
         deps.progress(f"collecting from {source.name}")
@@ -101,6 +120,11 @@ def _run(
 
     deps.progress("normalising")
     normalised = normalise(r for records in raw.values() for r in records)
+    if deps.files:
+        # Exports name the accounts but not their names or tags: every one is in scope.
+        seen = sorted({f.account_id for f in normalised.findings})
+        assess = [unknown_account(account_id) for account_id in seen]
+        accounts = list(assess)
     in_scope_ids = {a.id for a in assess}
     findings = [f for f in normalised.findings if f.account_id in in_scope_ids]
     coverage = _coverage(assess, out_of_scope, list(raw), failures)
@@ -188,6 +212,7 @@ def _run(
                 "findings": len(items),
                 "owners": len(reports),
                 "skipped": summary.skipped,
+                "skipped_reasons": dict(normalised.skipped),
                 "quarantined": summary.quarantined,
                 "records": {name: len(records) for name, records in raw.items()},
             },
@@ -246,7 +271,7 @@ def _sources(
 
 
 def _coverage(
-    assess: list[Any],
+    assess: list[Account],
     out_of_scope: Iterable[AccountCoverage],
     collected: list[str],
     failures: dict[str, str],

@@ -1,0 +1,97 @@
+"""Exported JSON files: reports from exports, with no AWS access at all.
+
+Accepted shapes, alone or in a list: `aws securityhub get-findings` output (`{"Findings": [...]}`),
+a single ASFF record, `aws accessanalyzer list-findings-v2` output (`{"findings": [...]}`),
+`get-finding-v2` output, and EventBridge events from Access Analyzer or Security Hub. Each record
+is handed on under the source whose shape it has, so one parser per shape serves files and APIs
+alike. What is not recognised becomes a `files` record that `normalise` quarantines with the
+reason; a bad file never stops the run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..models import RawRecord
+
+NAME = "files"
+
+
+def unreadable(path: Path, reason: str, value: Any = None) -> RawRecord:
+    return RawRecord(NAME, {"error": reason, "value": value}, origin=str(path))
+
+
+def records_in(value: Any, path: Path) -> Iterator[RawRecord]:
+    """Every finding record in one parsed JSON document, under the source of its shape."""
+    origin = str(path)
+    if isinstance(value, list):
+        for element in value:
+            yield from records_in(element, path)
+        return
+    if not isinstance(value, dict):
+        yield unreadable(path, f"unrecognised JSON value of type {type(value).__name__}", value)
+        return
+    if isinstance(value.get("Findings"), list):
+        for finding in value["Findings"]:
+            yield RawRecord("security_hub", finding, origin)
+    elif isinstance(value.get("findings"), list):
+        for finding in value["findings"]:
+            yield RawRecord("access_analyzer", finding, origin)
+    elif "SchemaVersion" in value or "ProductArn" in value:
+        yield RawRecord("security_hub", value, origin)
+    elif "findingType" in value or "findingDetails" in value:
+        yield RawRecord("access_analyzer", value, origin)
+    elif isinstance(value.get("detail"), dict):
+        yield from _event(value, path)
+    else:
+        keys = ", ".join(sorted(map(str, value))[:8])
+        yield unreadable(path, f"not a finding export (keys: {keys})", value)
+
+
+def _event(event: dict[str, Any], path: Path) -> Iterator[RawRecord]:
+    detail = event["detail"]
+    if isinstance(detail.get("findings"), list):  # Security Hub: one ASFF finding per event
+        for finding in detail["findings"]:
+            yield RawRecord("security_hub", finding, str(path))
+        return
+    # Access Analyzer events carry a summary of the finding under other key names (reference
+    # §1.12); map them onto the ListFindingsV2 summary so one parser serves both.
+    resources = event.get("resources") or [""]
+    yield RawRecord(
+        "access_analyzer",
+        {
+            "id": detail.get("findingId") or detail.get("id"),
+            "resource": detail.get("resource"),
+            "resourceType": detail.get("resourceType"),
+            "resourceOwnerAccount": detail.get("accountId"),
+            "status": detail.get("status"),
+            "findingType": detail.get("findingType") or "ExternalAccess",
+            "error": detail.get("error"),
+            "createdAt": detail.get("createdAt"),
+            "updatedAt": detail.get("updatedAt"),
+            "analyzerArn": resources[0] if isinstance(resources, list) and resources else "",
+        },
+        str(path),
+    )
+
+
+class FileSource:
+    name = NAME
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self._paths = tuple(paths)
+
+    def collect(self) -> Iterator[RawRecord]:
+        for path in self._paths:
+            try:
+                value = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError) as exc:
+                yield unreadable(path, f"cannot read file: {exc}")
+                continue
+            except json.JSONDecodeError as exc:
+                yield unreadable(path, f"not valid JSON: {exc}")
+                continue
+            yield from records_in(value, path)
