@@ -138,6 +138,9 @@ def _demo(out: Path, seed: int, accounts: int) -> int:
                     "access_analyzer": {"enabled": True},
                 },
                 "reports": {"output_dir": str(out)},
+                "state": {
+                    "database_url": f"sqlite:///{(out / '.state' / 'reporter.db').resolve()}"
+                },
             },
             environ={},
             source="built-in demo settings",
@@ -228,7 +231,8 @@ def _report(result: RunResult, out: TextIO) -> int:
     print(
         f"Run {result.context.run_id}: {covered}/{in_scope} in-scope accounts covered "
         f"({len(result.coverage) - in_scope} not in scope), {len(result.owners)} owners, "
-        f"{result.findings} findings, {result.files} files",
+        f"{result.findings} findings ({result.new} new, {result.resolved} resolved since the "
+        f"last run), {result.files} files",
         file=out,
     )
     for owner, count in rows:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import date, datetime
 
 from .links import links_for
 from .models import Account, Finding, FindingType, ReportItem
@@ -46,7 +46,10 @@ def enrich(
     rules: OwnerRules,
     home_region: str,
     now: datetime,
+    first_seen: Mapping[str, date] | None = None,
 ) -> list[ReportItem]:
+    """`first_seen` comes from the history; without one, the source's creation date stands in."""
+    first_seen = first_seen or {}
     items = []
     for finding in findings:
         account = accounts.get(finding.account_id) or unknown_account(finding.account_id)
@@ -60,7 +63,8 @@ def enrich(
                 links=links,
                 remediation=remediation_for(finding, links),
                 priority=priority(finding, days),
-                first_seen=finding.created_at.date() if finding.created_at else None,
+                first_seen=first_seen.get(finding.key)
+                or (finding.created_at.date() if finding.created_at else None),
                 unused_days=days,
             )
         )

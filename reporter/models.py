@@ -247,6 +247,8 @@ class RunResult:
     skipped: int
     quarantined: int
     outbox: tuple[str, ...] = ()
+    new: int = 0
+    resolved: int = 0
 
     @property
     def exit_code(self) -> int:

@@ -25,6 +25,7 @@ from .discover import Scope, coverage_for, fetch_organization, parse_accounts, s
 from .enrich import enrich, unknown_account
 from .errors import CollectionError, UsageError
 from .evidence import RunFolder
+from .history import HistoryStore, diff
 from .models import (
     Account,
     AccountCoverage,
@@ -128,6 +129,13 @@ def _run(
     in_scope_ids = {a.id for a in assess}
     findings = [f for f in normalised.findings if f.account_id in in_scope_ids]
     coverage = _coverage(assess, out_of_scope, list(raw), failures)
+    history = HistoryStore(settings.state.database_url)
+    changes = diff(
+        history.load(),
+        [(f.key, f.account_id) for f in findings],
+        frozenset(c.account_id for c in coverage if c.covered),
+        context.generated_at,
+    )
 
     owners = settings.owners
     rules = OwnerRules(
@@ -137,7 +145,12 @@ def _run(
         fallback=tuple(owners.fallback),
     )
     items = enrich(
-        findings, {a.id: a for a in accounts}, rules, org.home_region, context.generated_at
+        findings,
+        {a.id: a for a in accounts},
+        rules,
+        org.home_region,
+        context.generated_at,
+        first_seen={k: seen.first_seen.date() for k, seen in changes.rows.items()},
     )
     reports = by_owner(items, rules.fallback, context, coverage)
     summary = summarise(
@@ -197,6 +210,8 @@ def _run(
         skipped=summary.skipped,
         quarantined=summary.quarantined,
         outbox=tuple(outbox),
+        new=len(changes.new),
+        resolved=len(changes.resolved),
     )
     folder.commit(
         {
@@ -211,6 +226,8 @@ def _run(
             "counts": {
                 "findings": len(items),
                 "owners": len(reports),
+                "new": len(changes.new),
+                "resolved": len(changes.resolved),
                 "skipped": summary.skipped,
                 "skipped_reasons": dict(normalised.skipped),
                 "quarantined": summary.quarantined,
@@ -222,6 +239,9 @@ def _run(
             "exit_code": result.exit_code,
         }
     )
+    # Only a run whose evidence is complete moves the history on.
+    history.save(context.run_id, context.generated_at, changes)
+    history.dispose()
     return result
 
 

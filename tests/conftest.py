@@ -45,5 +45,5 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             else:
                 os.environ[k] = v
     assert code in (0, 1)
-    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
+    (run_dir,) = [p for p in out.iterdir() if (p / "manifest.json").is_file()]
     yield run_dir

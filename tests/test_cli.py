@@ -136,6 +136,7 @@ def test_run_against_an_endpoint_with_a_config_file(
             "organization:\n"
             f"  home_region: {sandbox.home_region}\n"
             f"  delegated_admin_role_arn: {sandbox.delegated_admin_role_arn}\n"
+            f"state:\n  database_url: sqlite:///{tmp_path}/state.db\n"
         )
         code = main(["run", "-c", str(config), "--no-send", "--out", str(tmp_path / "out")])
     assert code == 0, capsys.readouterr()

@@ -1,0 +1,170 @@
+"""Finding history across runs: first seen, last seen, resolved — in the state database.
+
+`diff` is pure; `HistoryStore` is the edge (SQLAlchemy Core: a SQLite file by default,
+PostgreSQL by URL). AWS deletes resolved findings 90 days after their last update; the history
+keeps them, so age and resolution survive that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    select,
+)
+from sqlalchemy.engine import Engine, make_url
+
+metadata = MetaData()
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("findings", Integer, nullable=False),
+    Column("new", Integer, nullable=False),
+    Column("resolved", Integer, nullable=False),
+)
+
+finding_history = Table(
+    "finding_history",
+    metadata,
+    Column("key", String(2048), primary_key=True),
+    Column("account_id", String(12), nullable=False),
+    Column("first_seen", DateTime(timezone=True), nullable=False),
+    Column("last_seen", DateTime(timezone=True), nullable=False),
+    Column("resolved_at", DateTime(timezone=True), nullable=True),
+    Column("last_run_id", String(64), nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What the history knows of one finding key."""
+
+    key: str
+    account_id: str
+    first_seen: datetime
+    last_seen: datetime
+    resolved_at: datetime | None = None
+
+    @property
+    def open(self) -> bool:
+        return self.resolved_at is None
+
+
+@dataclass(frozen=True)
+class HistoryDiff:
+    """This run against the history: every current key's record, and what changed."""
+
+    rows: Mapping[str, Seen]
+    new: frozenset[str]
+    still_open: frozenset[str]
+    resolved: frozenset[str]
+
+
+def diff(
+    previous: Mapping[str, Seen],
+    current: Iterable[tuple[str, str]],
+    covered_accounts: frozenset[str],
+    now: datetime,
+) -> HistoryDiff:
+    """`current` is (key, account id) pairs. A finding missing from this run counts as resolved
+    only if its account was covered: an account we could not read resolves nothing."""
+    rows: dict[str, Seen] = {}
+    new: set[str] = set()
+    still: set[str] = set()
+    for key, account_id in current:
+        before = previous.get(key)
+        if before is None or not before.open:
+            new.add(key)
+            rows[key] = Seen(key, account_id, now, now)
+        else:
+            still.add(key)
+            rows[key] = Seen(key, account_id, before.first_seen, now)
+    resolved = set()
+    for key, before in previous.items():
+        if before.open and key not in rows and before.account_id in covered_accounts:
+            resolved.add(key)
+            rows[key] = Seen(key, before.account_id, before.first_seen, before.last_seen, now)
+    return HistoryDiff(rows, frozenset(new), frozenset(still), frozenset(resolved))
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # SQLite hands timezone-aware columns back naive; they were stored as UTC.
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+class HistoryStore:
+    """The finding history in the state database; creates its own schema."""
+
+    def __init__(self, url: str) -> None:
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        self._engine: Engine = create_engine(url)
+        metadata.create_all(self._engine)
+
+    def load(self) -> dict[str, Seen]:
+        with self._engine.connect() as conn:
+            result = conn.execute(select(finding_history))
+            return {
+                row.key: Seen(
+                    row.key,
+                    row.account_id,
+                    _aware(row.first_seen) or datetime.min.replace(tzinfo=UTC),
+                    _aware(row.last_seen) or datetime.min.replace(tzinfo=UTC),
+                    _aware(row.resolved_at),
+                )
+                for row in result
+            }
+
+    def save(self, run_id: str, started_at: datetime, changes: HistoryDiff) -> None:
+        """Record the run and every changed row in one transaction."""
+        with self._engine.begin() as conn:
+            keys = list(changes.rows)
+            for start in range(0, len(keys), 500):
+                conn.execute(
+                    finding_history.delete().where(
+                        finding_history.c.key.in_(keys[start : start + 500])
+                    )
+                )
+            if keys:
+                conn.execute(
+                    finding_history.insert(),
+                    [
+                        {
+                            "key": s.key,
+                            "account_id": s.account_id,
+                            "first_seen": s.first_seen,
+                            "last_seen": s.last_seen,
+                            "resolved_at": s.resolved_at,
+                            "last_run_id": run_id,
+                        }
+                        for s in changes.rows.values()
+                    ],
+                )
+            conn.execute(
+                runs.insert().values(
+                    run_id=run_id,
+                    started_at=started_at,
+                    findings=len(changes.new) + len(changes.still_open),
+                    new=len(changes.new),
+                    resolved=len(changes.resolved),
+                )
+            )
+
+    def dispose(self) -> None:
+        self._engine.dispose()
