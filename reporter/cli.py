@@ -99,6 +99,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ClientError, BotoCoreError) as exc:
         print(f"error: AWS call failed: {exc}", file=sys.stderr)
         return 3
+    except BrokenPipeError:
+        # The reader went away (`| head`): the run itself is complete; stay quiet on exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("interrupted; no run folder was completed", file=sys.stderr)
         return 130
