@@ -57,6 +57,8 @@ class RunFolder:
 
     def write(self, relpath: str, data: bytes) -> FileRecord:
         path = _safe_relpath(relpath)
+        if str(path) in self._files:
+            raise ValueError(f"{relpath} was already written in this run")
         target = self.partial.joinpath(*path.parts)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)

@@ -75,20 +75,23 @@ class HistoryDiff:
 
 def diff(
     previous: Mapping[str, Seen],
-    current: Iterable[tuple[str, str]],
+    current: Iterable[tuple[str, str, datetime | None]],
     covered_accounts: frozenset[str],
     now: datetime,
 ) -> HistoryDiff:
-    """`current` is (key, account id) pairs. A finding missing from this run counts as resolved
-    only if its account was covered: an account we could not read resolves nothing."""
+    """`current` is (key, account id, the source's creation date) triples. A new finding's first
+    sighting is the source's creation date when that is earlier than this run. A finding
+    missing from this run counts as resolved only if its account was covered: an account we
+    could not read resolves nothing."""
     rows: dict[str, Seen] = {}
     new: set[str] = set()
     still: set[str] = set()
-    for key, account_id in current:
+    for key, account_id, created in current:
         before = previous.get(key)
         if before is None or not before.open:
             new.add(key)
-            rows[key] = Seen(key, account_id, now, now)
+            first = min(now, created) if created and before is None else now
+            rows[key] = Seen(key, account_id, first, now)
         else:
             still.add(key)
             rows[key] = Seen(key, account_id, before.first_seen, now)

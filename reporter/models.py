@@ -5,6 +5,7 @@ Raw boto3 dicts stop at `normalise`; everything after it sees only these types.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -259,5 +260,10 @@ class RunResult:
 
 def owner_slug(owner: str) -> str:
     """A file-system-safe, stable folder name for an owner (an e-mail address or a name)."""
-    safe = "".join(ch if ch.isalnum() or ch in "._@-" else "_" for ch in owner.lower())
-    return safe.strip("._") or "unowned"
+    lowered = owner.lower()
+    safe = "".join(ch if ch.isalnum() or ch in "._@-" else "_" for ch in lowered)
+    safe = safe.strip("._") or "unowned"
+    if safe != lowered:
+        # Keep distinct owners apart: `a+b@x` and `a_b@x` must never share a folder.
+        safe += "-" + hashlib.sha256(owner.encode()).hexdigest()[:8]
+    return safe

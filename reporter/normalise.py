@@ -67,7 +67,9 @@ def normalise(records: Iterable[RawRecord]) -> Normalised:
     for record in records:
         try:
             outcome = parse_record(record)
-        except Malformed as exc:
+        # The parsers check shapes as they go; the wider net keeps any shape they did not
+        # foresee from aborting the run: the record is quarantined with the error instead.
+        except (Malformed, TypeError, ValueError, KeyError, AttributeError) as exc:
             quarantined.append(
                 Quarantined(record.source, record.origin, str(exc), _as_dict(record.payload))
             )
@@ -200,6 +202,8 @@ def _service(body: Mapping[str, Any], last_accessed: datetime | None) -> UnusedS
     if not isinstance(namespace, str) or not namespace:
         raise Malformed("unusedPermissionDetails.serviceNamespace is missing")
     actions = body.get("actions") or []
+    if not isinstance(actions, list):
+        raise Malformed("unusedPermissionDetails.actions is not a list")
     return UnusedService(
         namespace=namespace,
         last_accessed=last_accessed,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -16,10 +17,20 @@ class OwnerRules:
     fallback: tuple[str, ...] = ()
 
 
+# One plain address and nothing else: a tag value such as "evil@x.test a@example.com" must
+# not pass as an address in example.com (a mail parser would take the first one).
+_ADDRESS = re.compile(
+    r"^[A-Za-z0-9.!#$%&*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$"
+)
+
+
 def is_allowed(address: str, allowed_domains: tuple[str, ...]) -> bool:
-    """Mail only goes to the configured domains (exact domain or a subdomain of one)."""
+    """Mail only goes to a plain address in one of the configured domains (exact match, as
+    `owners.allowed_domains` is documented)."""
+    if not _ADDRESS.match(address):
+        return False
     domain = address.rpartition("@")[2].lower()
-    return any(domain == d.lower() or domain.endswith("." + d.lower()) for d in allowed_domains)
+    return domain in {d.lower() for d in allowed_domains}
 
 
 def resolve_owner(account: Account, rules: OwnerRules) -> OwnerResolution:

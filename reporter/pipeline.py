@@ -121,6 +121,11 @@ def _run(
 
     deps.progress("normalising")
     normalised = normalise(r for records in raw.values() for r in records)
+    if not normalised.findings and not normalised.skipped and normalised.quarantined:
+        raise CollectionError(
+            f"nothing usable was collected: all {len(normalised.quarantined)} record(s) were "
+            "malformed (first: " + normalised.quarantined[0].reason + ")"
+        )
     if deps.files:
         # Exports name the accounts but not their names or tags: every one is in scope.
         seen = sorted({f.account_id for f in normalised.findings})
@@ -128,12 +133,17 @@ def _run(
         accounts = list(assess)
     in_scope_ids = {a.id for a in assess}
     findings = [f for f in normalised.findings if f.account_id in in_scope_ids]
+    out_of_scope_findings = len(normalised.findings) - len(findings)
+    skipped_reasons = dict(normalised.skipped)
+    if out_of_scope_findings:
+        skipped_reasons["account not in scope"] = out_of_scope_findings
     coverage = _coverage(assess, out_of_scope, list(raw), failures)
     history = HistoryStore(settings.state.database_url)
     changes = diff(
         history.load(),
-        [(f.key, f.account_id) for f in findings],
-        frozenset(c.account_id for c in coverage if c.covered),
+        [(f.key, f.account_id, f.created_at) for f in findings],
+        # An export may hold only part of an account's findings: it resolves nothing.
+        frozenset() if deps.files else frozenset(c.account_id for c in coverage if c.covered),
         context.generated_at,
     )
 
@@ -158,7 +168,7 @@ def _run(
         reports,
         context,
         coverage,
-        skipped=normalised.skipped_total + len(normalised.findings) - len(findings),
+        skipped=normalised.skipped_total + out_of_scope_findings,
         quarantined=len(normalised.quarantined),
     )
 
@@ -229,7 +239,7 @@ def _run(
                 "new": len(changes.new),
                 "resolved": len(changes.resolved),
                 "skipped": summary.skipped,
-                "skipped_reasons": dict(normalised.skipped),
+                "skipped_reasons": skipped_reasons,
                 "quarantined": summary.quarantined,
                 "records": {name: len(records) for name, records in raw.items()},
             },

@@ -15,7 +15,9 @@ DENY_ALL = "arn:aws:iam::aws:policy/AWSDenyAll"
 
 
 def remediation_for(finding: Finding, links: Links) -> tuple[RemediationStep, ...]:
-    if finding.principal_type == "role":
+    # Deleting a service-linked or Identity Center role is right only when the role itself is
+    # unused; for unused permissions it would remove far more than the finding says.
+    if finding.principal_type == "role" and finding.type is FindingType.UNUSED_ROLE:
         special = _special_role(finding, links)
         if special is not None:
             return special
@@ -38,40 +40,43 @@ def _where(finding: Finding) -> str:
 
 def _access_key(f: Finding, links: Links) -> tuple[RemediationStep, ...]:
     user = quote(f.principal_name)
-    if f.access_key_ids:
-        keys = " ".join(quote(k) for k in f.access_key_ids)
-    else:
-        # The source did not say which key is unused: pick the keys not used for 90 days or
-        # never used, so a key in daily use is never touched.
-        keys = (
-            f"$(for k in $(aws iam list-access-keys --user-name {user} --query "
-            f"'AccessKeyMetadata[].AccessKeyId' --output text); do "
-            f'd=$(aws iam get-access-key-last-used --access-key-id "$k" --query '
-            f"'AccessKeyLastUsed.LastUsedDate' --output text); "
-            f'if [ "$d" = None ] || [ "$(date -d "$d" +%s)" -lt "$(date -d "90 days ago" +%s)" ]; '
-            f'then echo "$k"; fi; done)'
+    if not f.access_key_ids:
+        # The source did not say which key is unused. Guessing (e.g. "not used for 90 days")
+        # could switch off a key being rotated in, so the user picks it from the listing.
+        return (
+            RemediationStep(
+                title=f"Find the unused access key of {f.principal_name} {_where(f)} "
+                "(the source did not name it)",
+                command=f"for k in $(aws iam list-access-keys --user-name {user} --query "
+                "'AccessKeyMetadata[].AccessKeyId' --output text); do "
+                'aws iam get-access-key-last-used --access-key-id "$k" --query '
+                "'[AccessKeyLastUsed.LastUsedDate, UserName]' --output text; echo \"$k\"; done",
+                console_url=links.console,
+                rollback="Read-only: nothing to undo",
+            ),
+            RemediationStep(
+                title="Deactivate that key (replace <KEY_ID>)",
+                command=f"aws iam update-access-key --user-name {user} --access-key-id "
+                "'<KEY_ID>' --status Inactive",
+                console_url=links.console,
+                rollback=f"aws iam update-access-key --user-name {user} --access-key-id "
+                "'<KEY_ID>' --status Active",
+            ),
         )
-    loop = f"for key in {keys}; do"
-    reactivate = (
-        f"for key in {keys}; do aws iam update-access-key --user-name {user} "
-        '--access-key-id "$key" --status Active; done'
-        if f.access_key_ids
-        else f"aws iam update-access-key --user-name {user} --access-key-id <KEY_ID> "
-        "--status Active"
-    )
+    keys = " ".join(quote(k) for k in f.access_key_ids)
     return (
         RemediationStep(
             title=f"Deactivate the unused access key(s) of {f.principal_name} {_where(f)}",
-            command=f"{loop} aws iam update-access-key --user-name {user} "
-            f'--access-key-id "$key" --status Inactive; done',
+            command=f"for key in {keys}; do aws iam update-access-key --user-name {user} "
+            '--access-key-id "$key" --status Inactive; done',
             console_url=links.console,
-            rollback=reactivate,
+            rollback=f"for key in {keys}; do aws iam update-access-key --user-name {user} "
+            '--access-key-id "$key" --status Active; done',
         ),
         RemediationStep(
-            title="After a grace period with no complaints, delete the deactivated key(s)",
-            command=f"for key in $(aws iam list-access-keys --user-name {user} --query "
-            "'AccessKeyMetadata[?Status==`Inactive`].AccessKeyId' --output text); do "
-            f'aws iam delete-access-key --user-name {user} --access-key-id "$key"; done',
+            title="After a grace period with no complaints, delete those key(s)",
+            command=f"for key in {keys}; do aws iam delete-access-key --user-name {user} "
+            '--access-key-id "$key"; done',
             console_url=links.console,
             rollback="Deletion cannot be undone: create a new key with "
             f"aws iam create-access-key --user-name {user}",
@@ -182,7 +187,7 @@ def _special_role(f: Finding, links: Links) -> tuple[RemediationStep, ...] | Non
                 f"{f.principal_name} {_where(f)}; never edit this role with IAM commands",
                 command="# In IAM Identity Center: AWS accounts > "
                 f"{f.account_id} > remove the assignment of permission set "
-                f"{quote(f.principal_name.split('_')[1] if '_' in f.principal_name else '')}",
+                f"{quote(f.principal_name.removeprefix('AWSReservedSSO_').rpartition('_')[0])}",
                 console_url="https://console.aws.amazon.com/singlesignon/home",
                 rollback="Assign the permission set to the account again",
             ),

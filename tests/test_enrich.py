@@ -43,9 +43,18 @@ def test_address_outside_allowed_domains_falls_through_and_says_so() -> None:
     assert "outside owners.allowed_domains" in result.rule
 
 
-def test_subdomain_allowed_lookalike_not() -> None:
-    assert resolve_owner(account({"owner": "a@eu.example.com"}), RULES).owner == "a@eu.example.com"
-    assert resolve_owner(account({"owner": "a@badexample.com"}), RULES).owner is None
+@pytest.mark.parametrize(
+    "value",
+    [
+        "a@eu.example.com",  # exact domains only, as owners.allowed_domains documents
+        "a@badexample.com",
+        "attacker@evil.test x@example.com",  # a mail parser would take the first address
+        "attacker@evil.test,x@example.com",
+        "Eve <x@example.com>",
+    ],
+)
+def test_only_a_plain_address_in_an_allowed_domain_is_mailed(value: str) -> None:
+    assert resolve_owner(account({"owner": value}), RULES).owner is None
 
 
 def test_unowned_goes_to_fallback_recipients() -> None:
@@ -75,6 +84,32 @@ def test_commands_are_shell_quoted(arn: str, finding_type: FindingType, command:
         shlex.split(s.command)  # every command is valid shell syntax
 
 
+def test_unused_permissions_of_a_service_linked_role_never_delete_it() -> None:
+    slr = Finding(
+        FindingType.UNUSED_PERMISSION,
+        "111111111111",
+        "arn:aws:iam::111111111111:role/aws-service-role/ecs.amazonaws.com/AWSServiceRoleForECS",
+    )
+    steps = remediation_for(slr, links_for(slr, "us-east-1"))
+    assert not any("delete" in s.command for s in steps)
+
+
+def test_access_key_steps_touch_only_the_keys_named() -> None:
+    known = Finding(
+        FindingType.UNUSED_ACCESS_KEY,
+        "111111111111",
+        "arn:aws:iam::111111111111:user/u",
+        access_key_ids=("AKIAOLD",),
+    )
+    steps = remediation_for(known, links_for(known, "us-east-1"))
+    assert all("AKIAOLD" in s.command for s in steps)
+    assert not any("Status==`Inactive`" in s.command for s in steps)
+    unknown = Finding(FindingType.UNUSED_ACCESS_KEY, "111111111111", known.principal_arn)
+    guessed = remediation_for(unknown, links_for(unknown, "us-east-1"))
+    assert not any("delete-access-key" in s.command for s in guessed)
+    assert "<KEY_ID>" in guessed[-1].command  # the user picks the key; we never guess
+
+
 def test_role_first_step_is_reversible_deny_all() -> None:
     finding = Finding(FindingType.UNUSED_ROLE, "111111111111", "arn:aws:iam::111111111111:role/x")
     first = remediation_for(finding, links_for(finding, "us-east-1"))[0]
@@ -98,6 +133,13 @@ def test_service_linked_and_sso_roles_get_their_own_path() -> None:
     )
     sso_steps = remediation_for(sso, links_for(sso, "us-east-1"))
     assert all("aws iam" not in s.command for s in sso_steps)
+    data_admin = Finding(
+        FindingType.UNUSED_ROLE,
+        "111111111111",
+        "arn:aws:iam::111111111111:role/aws-reserved/sso.amazonaws.com/AWSReservedSSO_Data_Admin_0a1b",
+    )
+    (step,) = remediation_for(data_admin, links_for(data_admin, "us-east-1"))
+    assert "permission set Data_Admin" in step.command
 
 
 def test_links_quote_names_and_point_at_the_region() -> None:

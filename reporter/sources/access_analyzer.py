@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from ..errors import ReporterError
 from ..models import FindingType, RawRecord
 
@@ -54,7 +56,15 @@ class AccessAnalyzerSource:
         details = self._client.get_paginator("get_finding_v2")
         for page in pages:
             for summary in page["findings"]:
-                finding = details.paginate(analyzerArn=arn, id=summary["id"]).build_full_result()
+                try:
+                    finding = details.paginate(
+                        analyzerArn=arn, id=summary["id"]
+                    ).build_full_result()
+                except ClientError as exc:
+                    # Resolved or archived between the listing and now: nothing to report.
+                    if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+                        continue
+                    raise
                 yield RawRecord(
                     source=self.name,
                     payload={**summary, **finding, "analyzerArn": arn},

@@ -10,6 +10,7 @@ reason; a bad file never stops the run.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -21,7 +22,19 @@ NAME = "files"
 
 
 def unreadable(path: Path, reason: str, value: Any = None) -> RawRecord:
-    return RawRecord(NAME, {"error": reason, "value": value}, origin=str(path))
+    """A record for the quarantine. An unrecognised document may hold anything (credentials,
+    say), so only its shape and digest are kept, never its content."""
+    text = json.dumps(value, sort_keys=True, default=str)
+    shape = sorted(map(str, value))[:50] if isinstance(value, dict) else type(value).__name__
+    return RawRecord(
+        NAME,
+        {
+            "error": reason,
+            "shape": shape,
+            "sha256": hashlib.sha256(text.encode()).hexdigest(),
+        },
+        origin=str(path),
+    )
 
 
 def records_in(value: Any, path: Path) -> Iterator[RawRecord]:
