@@ -103,6 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader went away (`| head`): the run itself is complete; stay quiet on exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:
+        print(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted; no run folder was completed", file=sys.stderr)
         return 130
@@ -258,16 +261,23 @@ def _evidence(args: argparse.Namespace) -> int:
     root: Path = args.dir
     if args.evidence_command == "list":
         for manifest_path in sorted(root.glob(f"*/{MANIFEST}")):
-            manifest: dict[str, Any] = json.loads(manifest_path.read_text(encoding="utf-8"))
-            counts = manifest.get("counts", {})
+            if manifest_path.parent.name.startswith("."):
+                continue  # an unfinished `.<run>.partial` folder is not a run
+            try:
+                manifest: dict[str, Any] = json.loads(manifest_path.read_text(encoding="utf-8"))
+                counts = manifest.get("counts", {})
+                run_id = manifest["run_id"]
+            except (ValueError, KeyError, AttributeError) as exc:
+                print(f"{manifest_path.parent.name}  UNREADABLE manifest ({exc})")
+                continue
             print(
-                f"{manifest['run_id']}  {manifest.get('started_at', '')}  "
+                f"{run_id}  {manifest.get('started_at', '')}  "
                 f"findings={counts.get('findings', '?')} owners={counts.get('owners', '?')} "
                 f"exit={manifest.get('exit_code', '?')}"
             )
         return 0
     run_dir = root / args.run_id
-    if not (run_dir / MANIFEST).is_file():
+    if args.run_id.startswith(".") or "/" in args.run_id or not (run_dir / MANIFEST).is_file():
         raise UsageError(
             f"no complete run {args.run_id!r} in {root}\n"
             "    hint: `access-reporter evidence list` shows the runs"

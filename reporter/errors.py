@@ -55,5 +55,11 @@ class RenderError(ReporterError):
     pass
 
 
+class StateError(ReporterError):
+    """The state database cannot be opened, read or written."""
+
+    exit_code = 1
+
+
 class DeliveryError(ReporterError):
     pass

@@ -108,8 +108,12 @@ def _walk(folder: Path) -> Iterator[str]:
 
 def verify(run_dir: Path) -> Verification:
     """Recompute every hash listed in the manifest; report missing, changed and extra files."""
-    manifest = json.loads((run_dir / MANIFEST).read_text(encoding="utf-8"))
-    listed = {f["path"]: f for f in manifest["files"]}
+    try:
+        manifest = json.loads((run_dir / MANIFEST).read_text(encoding="utf-8"))
+        listed = {str(f["path"]): f for f in manifest["files"]}
+    except (ValueError, KeyError, TypeError):
+        # An unreadable manifest proves nothing: every file counts as unaccounted for.
+        return Verification(missing=(MANIFEST,), changed=(), extra=tuple(_walk(run_dir)))
     present = set(_walk(run_dir)) - {MANIFEST}
     changed = []
     for path in sorted(present & listed.keys()):

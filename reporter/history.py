@@ -23,6 +23,9 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from .errors import StateError
 
 metadata = MetaData()
 
@@ -114,11 +117,22 @@ class HistoryStore:
     """The finding history in the state database; creates its own schema."""
 
     def __init__(self, url: str) -> None:
-        parsed = make_url(url)
-        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        self._engine: Engine = create_engine(url)
-        metadata.create_all(self._engine)
+        try:
+            parsed = make_url(url)
+            if parsed.get_backend_name() == "sqlite" and parsed.database not in (
+                None,
+                "",
+                ":memory:",
+            ):
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            self._engine: Engine = create_engine(url)
+            metadata.create_all(self._engine)
+        except (SQLAlchemyError, OSError) as exc:
+            # The URL may hold a password: name the backend, never the URL.
+            raise StateError(
+                f"cannot open the state database ({type(exc).__name__})\n"
+                "    hint: check state.database_url and that its folder is writable"
+            ) from exc
 
     def load(self) -> dict[str, Seen]:
         with self._engine.connect() as conn:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from sqlalchemy.exc import SQLAlchemyError
 
 from . import __version__
 from .aggregate import by_owner, summarise
@@ -23,7 +24,7 @@ from .deliver.message import PDF_TYPE, XLSX_TYPE, Attachment, Envelope, build_me
 from .deliver.outbox import as_bytes, eml_name
 from .discover import Scope, coverage_for, fetch_organization, parse_accounts, split_scope
 from .enrich import enrich, unknown_account
-from .errors import CollectionError, UsageError
+from .errors import CollectionError, StateError, UsageError
 from .evidence import RunFolder
 from .history import HistoryStore, diff
 from .models import (
@@ -250,8 +251,15 @@ def _run(
         }
     )
     # Only a run whose evidence is complete moves the history on.
-    history.save(context.run_id, context.generated_at, changes)
-    history.dispose()
+    try:
+        history.save(context.run_id, context.generated_at, changes)
+    except SQLAlchemyError as exc:
+        raise StateError(
+            f"run {context.run_id} is complete in {folder.final}, but its history could not "
+            f"be saved ({type(exc).__name__}); the next run will count its findings as new"
+        ) from exc
+    finally:
+        history.dispose()
     return result
 
 

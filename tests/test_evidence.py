@@ -48,3 +48,28 @@ def test_paths_outside_the_run_are_refused(tmp_path: Path, bad: str) -> None:
     folder = RunFolder(tmp_path, "run-3")
     with pytest.raises(ValueError):
         folder.write(bad, b"x")
+
+
+def test_a_broken_manifest_never_verifies(tmp_path: Path) -> None:
+    run_dir = make_run(tmp_path)
+    (run_dir / "manifest.json").write_text("{ truncated")
+    result = verify(run_dir)
+    assert not result.ok and result.missing == ("manifest.json",)
+
+
+def test_evidence_list_ignores_unfinished_and_reports_unreadable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from reporter.cli import main
+
+    make_run(tmp_path)
+    partial = tmp_path / ".run-9.partial"
+    partial.mkdir()
+    (partial / "manifest.json").write_text('{"run_id": "run-9"}')
+    broken = tmp_path / "run-8"
+    broken.mkdir()
+    (broken / "manifest.json").write_text("[1, 2")
+    assert main(["evidence", "list", "--dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "run-1" in out and "run-9" not in out and "run-8  UNREADABLE" in out
+    assert main(["evidence", "verify", ".run-9.partial", "--dir", str(tmp_path)]) == 2

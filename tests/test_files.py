@@ -57,3 +57,28 @@ def test_a_missing_file_is_a_usage_error(
     monkeypatch.chdir(tmp_path)
     assert main(["run", "--no-send", "--from-file", "nope.json"]) == 2
     assert "nope.json" in capsys.readouterr().err
+
+
+def test_unusable_state_database_is_a_message_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "file").write_text("")
+    config = tmp_path / "c.yaml"
+    config.write_text(f"state:\n  database_url: sqlite:///{tmp_path}/file/sub/db.sqlite\n")
+    sample_file = SAMPLES / "aa-list-findings-v2-unused-permission-aws-blog.json"
+    code = main(["run", "-c", str(config), "--no-send", "--from-file", str(sample_file)])
+    err = capsys.readouterr().err
+    assert code == 1 and "cannot open the state database" in err and "Traceback" not in err
+    assert not list((tmp_path / "reports").glob("*/manifest.json"))  # no run looks complete
+
+
+def test_secrets_in_an_unrecognised_file_stay_out_of_the_evidence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    creds = tmp_path / "creds.json"
+    creds.write_text(json.dumps({"Credentials": {"SecretAccessKey": "s3cr3t-value"}}))
+    listed = SAMPLES / "aa-list-findings-v2-unused-permission-aws-blog.json"
+    run_dir = run_files(tmp_path, [listed, creds], monkeypatch)
+    for path in run_dir.rglob("*.json"):
+        assert "s3cr3t-value" not in path.read_text(), path
