@@ -165,14 +165,20 @@ def _run(config: Path, out: Path | None, no_send: bool, files: tuple[Path, ...] 
         settings = load_data({}, os.environ, source="built-in defaults")
     else:
         settings = load_file(config, os.environ)
-    if settings.mail.transport.value != "outbox" and not no_send:
-        raise UsageError(
-            f"mail.transport {settings.mail.transport.value!r} is not available in this "
-            "version yet\n    hint: pass --no-send to write the e-mails to the run's outbox/"
-        )
+    if not no_send:
+        _require_outbox(settings, "pass --no-send to write the e-mails to the run's outbox/")
     base = None if files else boto3.Session()
     result = _execute(settings, out or Path(settings.reports.output_dir), base, None, files)
     return _report(result, sys.stdout)
+
+
+def _require_outbox(settings: Settings, hint: str) -> None:
+    """SMTP and SES delivery are not built yet: refuse rather than pretend to send."""
+    if settings.mail.transport.value != "outbox":
+        raise UsageError(
+            f"mail.transport {settings.mail.transport.value!r} is not available in this "
+            f"version yet\n    hint: {hint}"
+        )
 
 
 def _serve(config: Path) -> int:
@@ -180,11 +186,7 @@ def _serve(config: Path) -> int:
 
     settings = load_file(config, os.environ)
     schedule = settings.schedule
-    if settings.mail.transport.value != "outbox":
-        raise UsageError(
-            f"mail.transport {settings.mail.transport.value!r} is not available in this "
-            "version yet\n    hint: use mail.transport: outbox"
-        )
+    _require_outbox(settings, "use mail.transport: outbox")
 
     def job() -> None:
         try:

@@ -1,7 +1,7 @@
 """Discover the organization: accounts (by `State`), their OU path and tags, and the scope.
 
 Fetch and parse are split: `fetch_organization` makes the AWS calls and returns plain data,
-`parse_accounts` and `scope_coverage` are pure.
+`parse_accounts`, `split_scope` and `coverage_for` are pure.
 """
 
 from __future__ import annotations
@@ -129,19 +129,14 @@ def split_scope(
 
 
 def coverage_for(accounts: Sequence[Account], sources: Sequence[str]) -> list[AccountCoverage]:
-    """Coverage of assessed accounts: an org-wide source covers every account it can see.
+    """Coverage of assessed accounts by the org-wide sources that answered.
 
     Security Hub and the organization analyzer report on all member accounts from the
-    delegated administrator, so an account without findings is still covered.
+    delegated administrator, so an account without findings is still covered. (An
+    account-level analyzer sees only its own account; per-account coverage for that case
+    is issue 3's.)
     """
     return [
-        AccountCoverage(
-            account_id=a.id,
-            account_name=a.name,
-            state=a.state,
-            covered=bool(sources),
-            sources=tuple(sorted(sources)),
-            reason="" if sources else "no source enabled",
-        )
+        AccountCoverage(a.id, a.name, a.state, covered=True, sources=tuple(sorted(sources)))
         for a in accounts
     ]

@@ -138,7 +138,7 @@ def _run(
     skipped_reasons = dict(normalised.skipped)
     if out_of_scope_findings:
         skipped_reasons["account not in scope"] = out_of_scope_findings
-    coverage = _coverage(assess, out_of_scope, list(raw), failures)
+    coverage = _coverage(assess, out_of_scope, list(raw))
     history = HistoryStore(settings.state.database_url)
     changes = diff(
         history.load(),
@@ -304,24 +304,15 @@ def _sources(
     if "access_analyzer" in wanted:
         client = sessions.client("accessanalyzer", admin, region=org.home_region)
         arn = settings.sources.access_analyzer.analyzer_arn
-        sources.append(AccessAnalyzerSource(client, org.home_region, arn or None))
+        sources.append(AccessAnalyzerSource(client, arn or None))
     return sources, failures
 
 
 def _coverage(
-    assess: list[Account],
-    out_of_scope: Iterable[AccountCoverage],
-    collected: list[str],
-    failures: dict[str, str],
+    assess: list[Account], out_of_scope: Iterable[AccountCoverage], collected: list[str]
 ) -> list[AccountCoverage]:
-    covered = coverage_for(assess, collected)
-    if not collected:
-        reason = "; ".join(f"{k}: {v}" for k, v in failures.items())
-        covered = [
-            AccountCoverage(c.account_id, c.account_name, c.state, False, (), reason)
-            for c in covered
-        ]
-    return sorted([*covered, *out_of_scope], key=lambda c: c.account_id)
+    # Reached only when at least one source answered (otherwise the run raised).
+    return sorted([*coverage_for(assess, collected), *out_of_scope], key=lambda c: c.account_id)
 
 
 def _coverage_record(c: AccountCoverage) -> dict[str, Any]:

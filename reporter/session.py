@@ -51,10 +51,6 @@ class SessionFactory:
         if configure is not None:
             configure(base)
 
-    @property
-    def options(self) -> AwsOptions:
-        return self._options
-
     def client(self, service: str, session: boto3.Session | None = None, region: str = "") -> Any:
         """A client with our retry configuration, on `session` or the base session."""
         config = Config(
@@ -67,9 +63,6 @@ class SessionFactory:
             endpoint_url=self._options.endpoint_url,
             config=config,
         )
-
-    def base(self) -> boto3.Session:
-        return self._base
 
     def assume(self, role_arn: str) -> boto3.Session:
         """A session acting as `role_arn`; raises botocore's ClientError when denied."""
@@ -99,7 +92,3 @@ class SessionFactory:
         with self._lock:
             self._cache[role_arn] = (session, expiry)
         return session
-
-
-def role_arn(account_id: str, role_name: str, partition: str = "aws") -> str:
-    return f"arn:{partition}:iam::{account_id}:role/{role_name}"

@@ -22,7 +22,7 @@ def collected() -> dict[str, object]:
             sandbox.session(), AwsOptions(region=sandbox.home_region), sandbox.configure_session
         )
         admin = factory.assume(sandbox.delegated_admin_role_arn)
-        aa = AccessAnalyzerSource(factory.client("accessanalyzer", admin), sandbox.home_region)
+        aa = AccessAnalyzerSource(factory.client("accessanalyzer", admin))
         hub = SecurityHubSource(factory.client("securityhub", admin), sandbox.home_region)
         with pytest.raises(SourceUnavailable):
             find_analyzer(factory.client("accessanalyzer"))  # the management account has none

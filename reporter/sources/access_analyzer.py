@@ -43,9 +43,8 @@ def find_analyzer(client: Any) -> str:
 class AccessAnalyzerSource:
     name = "access_analyzer"
 
-    def __init__(self, client: Any, region: str, analyzer_arn: str | None = None) -> None:
+    def __init__(self, client: Any, analyzer_arn: str | None = None) -> None:
         self._client = client
-        self._region = region
         self._analyzer_arn = analyzer_arn
 
     def collect(self) -> Iterator[RawRecord]:
