@@ -248,8 +248,9 @@ def _report(result: RunResult, out: TextIO) -> int:
         print(f"  {owner:<{width}}  {count:>8}", file=out)
     if result.skipped or result.quarantined:
         print(
-            f"  skipped {result.skipped} record(s) that are not unused access; "
-            f"quarantined {result.quarantined} malformed record(s)",
+            f"  skipped {result.skipped} record(s) (not unused access, archived, or out of "
+            f"scope: reasons in manifest.json); quarantined {result.quarantined} malformed "
+            "record(s) (data/quarantine.json)",
             file=out,
         )
     for c in result.coverage:
