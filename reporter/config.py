@@ -43,6 +43,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
 from reporter.errors import ConfigError, ConfigProblem
+from reporter.owners import is_allowed
 
 __all__ = [
     "REDACTED",
@@ -441,8 +442,8 @@ class OwnersSettings(_Section):
     )
 
     def allows(self, address: str) -> bool:
-        """Whether mail may go to `address` (its domain is in `allowed_domains`)."""
-        return address.rpartition("@")[2].lower() in self.allowed_domains
+        """Whether mail may go to `address`: the one rule, shared with owner resolution."""
+        return is_allowed(address, tuple(self.allowed_domains))
 
     @model_validator(mode="after")
     def _recipients_inside_allowed_domains(self) -> Self:

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import jinja2
 from botocore.exceptions import BotoCoreError, ClientError
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -263,7 +264,9 @@ def _run(
     return result
 
 
-def _owner_files(report: OwnerReport, env: Any, folder: RunFolder) -> tuple[Attachment, ...]:
+def _owner_files(
+    report: OwnerReport, env: jinja2.Environment, folder: RunFolder
+) -> tuple[Attachment, ...]:
     slug = owner_slug(report.owner)
     attachments = (
         Attachment("report.pdf", render_owner_pdf(report, env), *PDF_TYPE),
