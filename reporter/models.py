@@ -90,6 +90,27 @@ class UnusedService:
 
 
 @dataclass(frozen=True)
+class RecommendedStep:
+    """One step of an Access Analyzer unused-permissions recommendation (reference §1.8)."""
+
+    action: str  # CREATE_POLICY | DETACH_POLICY
+    # Policy ARN for managed policies, policy name for inline policies.
+    existing_policy_id: str = ""
+    # Policy JSON text; only on CREATE_POLICY.
+    recommended_policy: str = ""
+    policy_updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """What Access Analyzer recommends for an UnusedPermission finding."""
+
+    status: str  # SUCCEEDED | FAILED | IN_PROGRESS
+    steps: tuple[RecommendedStep, ...] = ()
+    error: str = ""
+
+
+@dataclass(frozen=True)
 class Finding:
     """One unit of unused access, normalised from one or more sources.
 
@@ -110,6 +131,12 @@ class Finding:
     services: tuple[UnusedService, ...] = ()
     sources: tuple[SourceRef, ...] = ()
     principal_tags: Mapping[str, str] = field(default_factory=dict)
+    recommendation: Recommendation | None = None
+    # Managed policy ARNs attached to the principal, where a source knew them.
+    attached_policies: tuple[str, ...] = ()
+    # Existing policy id (ARN or inline name) -> its JSON text, where a source fetched it;
+    # the "before" side of a recommendation diff.
+    policy_documents: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -138,6 +165,10 @@ class OwnerResolution:
 
     owner: str | None
     rule: str
+    # Escalation address for SLA breaches, from config.
+    manager: str | None = None
+    # Rules tried before the one that matched and why each fell through (shown in reports).
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -158,6 +189,18 @@ class Links:
 
 
 @dataclass(frozen=True)
+class ExceptionMatch:
+    """The exception (config `exceptions`) that covers a finding."""
+
+    id: str
+    reason: str
+    approved_by: str
+    expires: date
+    # An expired exception no longer hides anything: the finding is active again and flagged.
+    expired: bool = False
+
+
+@dataclass(frozen=True)
 class ReportItem:
     """A finding with everything the reports show about it."""
 
@@ -170,6 +213,47 @@ class ReportItem:
     status: FindingStatus = FindingStatus.ACTIVE
     first_seen: date | None = None
     unused_days: int | None = None
+    exception: ExceptionMatch | None = None
+    # Days since first seen, the SLA for its type (config), and whether it is past it.
+    age_days: int | None = None
+    sla_days: int | None = None
+    sla_breached: bool = False
+    new: bool = False
+
+
+@dataclass(frozen=True)
+class ResolvedFinding:
+    """A finding open in the previous run and gone now (from the history)."""
+
+    key: str
+    account_id: str
+    type: str
+    principal_arn: str
+    first_seen: datetime
+    resolved_at: datetime
+
+
+@dataclass(frozen=True)
+class ExceptionNotice:
+    """An exception the reports must mention: expiring soon, expired, or matching nothing."""
+
+    id: str
+    kind: str  # expiring | expired | stale
+    expires: date
+    approved_by: str
+    reason: str
+    matched: int = 0
+
+
+@dataclass(frozen=True)
+class TrendPoint:
+    """One past run for the organization summary's trend."""
+
+    run_id: str
+    started_at: datetime
+    findings: int
+    new: int
+    resolved: int
 
 
 @dataclass(frozen=True)
@@ -216,6 +300,8 @@ class OwnerReport:
     items: tuple[ReportItem, ...]
     accounts: tuple[Account, ...]
     coverage: tuple[AccountCoverage, ...]
+    resolved: tuple[ResolvedFinding, ...] = ()
+    exception_notices: tuple[ExceptionNotice, ...] = ()
 
     @property
     def slug(self) -> str:
@@ -233,6 +319,9 @@ class OrgSummary:
     coverage: tuple[AccountCoverage, ...]
     skipped: int = 0
     quarantined: int = 0
+    resolved: tuple[ResolvedFinding, ...] = ()
+    exception_notices: tuple[ExceptionNotice, ...] = ()
+    trend: tuple[TrendPoint, ...] = ()
 
 
 @dataclass(frozen=True)
