@@ -7,27 +7,42 @@ keeps them, so age and resolution survive that.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from sqlalchemy import (
     Column,
+    Connection,
     DateTime,
     Integer,
     MetaData,
     String,
     Table,
     create_engine,
+    inspect,
     select,
+    text,
 )
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from .errors import StateError
+from .models import FindingType, ResolvedFinding, TrendPoint
 
 metadata = MetaData()
+
+# The schema version this code writes. Each migration takes the database from version n-1
+# to n; a database newer than the code is refused rather than misread.
+SCHEMA_VERSION = 2
+
+schema_info = Table(
+    "schema_info",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("version", Integer, nullable=False),
+)
 
 runs = Table(
     "runs",
@@ -37,6 +52,7 @@ runs = Table(
     Column("findings", Integer, nullable=False),
     Column("new", Integer, nullable=False),
     Column("resolved", Integer, nullable=False),
+    Column("still_open", Integer, nullable=False, default=0),
 )
 
 finding_history = Table(
@@ -49,6 +65,15 @@ finding_history = Table(
     Column("resolved_at", DateTime(timezone=True), nullable=True),
     Column("last_run_id", String(64), nullable=False),
 )
+
+
+def _v2_add_runs_still_open(conn: Connection) -> None:
+    # Version 1 (the first release) had no still-open count per run; the trend needs it.
+    if "still_open" not in {c["name"] for c in inspect(conn).get_columns("runs")}:
+        conn.execute(text("ALTER TABLE runs ADD COLUMN still_open INTEGER NOT NULL DEFAULT 0"))
+
+
+_MIGRATIONS: dict[int, Callable[[Connection], None]] = {2: _v2_add_runs_still_open}
 
 
 @dataclass(frozen=True)
@@ -106,6 +131,48 @@ def diff(
     return HistoryDiff(rows, frozenset(new), frozenset(still), frozenset(resolved))
 
 
+def split_key(key: str) -> tuple[str, str, str]:
+    """(account id, finding type, principal ARN) of a finding key (`models.Finding.key`)."""
+    account_id, type_, arn = key.split("/", 2)
+    return account_id, type_, arn
+
+
+def resolved_findings(changes: HistoryDiff) -> tuple[ResolvedFinding, ...]:
+    """The findings this run resolved, as the reports show them, oldest first."""
+    found = []
+    for key in sorted(changes.resolved):
+        seen = changes.rows[key]
+        account_id, type_, arn = split_key(key)
+        found.append(
+            ResolvedFinding(
+                key=key,
+                account_id=account_id,
+                type=type_,
+                principal_arn=arn,
+                first_seen=seen.first_seen,
+                resolved_at=seen.resolved_at or seen.last_seen,
+            )
+        )
+    return tuple(sorted(found, key=lambda r: (r.first_seen, r.key)))
+
+
+@dataclass(frozen=True)
+class Age:
+    days: int | None
+    sla_days: int | None
+    breached: bool
+
+
+def age(
+    first_seen: date | None, today: date, type_: FindingType, sla_days: Mapping[str, int]
+) -> Age:
+    """Days open since first seen, against the SLA for the finding's type (config
+    `reports.sla_days`). A finding open exactly `sla_days` days is not yet in breach."""
+    days = None if first_seen is None else max(0, (today - first_seen).days)
+    sla = sla_days.get(type_.value)
+    return Age(days, sla, days is not None and sla is not None and days > sla)
+
+
 def _aware(value: datetime | None) -> datetime | None:
     # SQLite hands timezone-aware columns back naive; they were stored as UTC.
     if value is None or value.tzinfo is not None:
@@ -126,13 +193,49 @@ class HistoryStore:
             ):
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
             self._engine: Engine = create_engine(url)
-            metadata.create_all(self._engine)
+            self._migrate()
         except (SQLAlchemyError, OSError) as exc:
             # The URL may hold a password: name the backend, never the URL.
             raise StateError(
                 f"cannot open the state database ({type(exc).__name__})\n"
                 "    hint: check state.database_url and that its folder is writable"
             ) from exc
+
+    def _migrate(self) -> None:
+        """Create the tables, then bring an older database up to SCHEMA_VERSION in place."""
+        with self._engine.begin() as conn:
+            existed = inspect(conn).has_table("runs")
+            metadata.create_all(conn)
+            row = conn.execute(select(schema_info.c.version)).first()
+            version = row.version if row else (1 if existed else SCHEMA_VERSION)
+            if version > SCHEMA_VERSION:
+                raise StateError(
+                    f"the state database has schema version {version}, newer than this "
+                    f"version of the tool understands ({SCHEMA_VERSION})\n"
+                    "    hint: upgrade unused-access-reporter, or point state.database_url "
+                    "at another database"
+                )
+            for step in range(version + 1, SCHEMA_VERSION + 1):
+                _MIGRATIONS[step](conn)
+            if row is None:
+                conn.execute(schema_info.insert().values(id=1, version=SCHEMA_VERSION))
+            elif version != SCHEMA_VERSION:
+                conn.execute(schema_info.update().values(version=SCHEMA_VERSION))
+
+    def trend(self, limit: int = 12) -> tuple[TrendPoint, ...]:
+        """The most recent runs, oldest first (for the organization summary)."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(runs).order_by(runs.c.started_at.desc()).limit(limit)).all()
+        return tuple(
+            TrendPoint(
+                run_id=r.run_id,
+                started_at=_aware(r.started_at) or datetime.min.replace(tzinfo=UTC),
+                findings=r.findings,
+                new=r.new,
+                resolved=r.resolved,
+            )
+            for r in reversed(rows)
+        )
 
     def load(self) -> dict[str, Seen]:
         with self._engine.connect() as conn:
@@ -180,6 +283,7 @@ class HistoryStore:
                     findings=len(changes.new) + len(changes.still_open),
                     new=len(changes.new),
                     resolved=len(changes.resolved),
+                    still_open=len(changes.still_open),
                 )
             )
 

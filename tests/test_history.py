@@ -63,3 +63,85 @@ def test_a_partial_export_resolves_nothing(tmp_path: Path) -> None:
     manifests = [json.loads(p.read_text()) for p in out.glob("*/manifest.json")]
     counts = sorted((m["counts"]["new"], m["counts"]["resolved"]) for m in manifests)
     assert counts == [(0, 0), (2, 0)]
+
+
+def test_resolved_findings_carry_type_and_principal() -> None:
+    from reporter.history import resolved_findings
+
+    key = "111111111111/UnusedIAMRole/arn:aws:iam::111111111111:role/path/with/slashes/r"
+    previous = {key: Seen(key, "111111111111", T0, T0)}
+    changes = diff(previous, [], frozenset({"111111111111"}), T1)
+    (gone,) = resolved_findings(changes)
+    assert (gone.account_id, gone.type) == ("111111111111", "UnusedIAMRole")
+    assert gone.principal_arn == "arn:aws:iam::111111111111:role/path/with/slashes/r"
+    assert (gone.first_seen, gone.resolved_at) == (T0, T1)
+
+
+def test_age_against_sla() -> None:
+    from reporter.history import age
+    from reporter.models import FindingType
+
+    sla = {"UnusedIAMUserAccessKey": 30}
+    today = T1.date()
+    at_limit = age(today - timedelta(days=30), today, FindingType.UNUSED_ACCESS_KEY, sla)
+    over = age(today - timedelta(days=31), today, FindingType.UNUSED_ACCESS_KEY, sla)
+    no_sla = age(today - timedelta(days=400), today, FindingType.UNUSED_ROLE, sla)
+    unknown = age(None, today, FindingType.UNUSED_ACCESS_KEY, sla)
+    assert (at_limit.days, at_limit.breached) == (30, False)
+    assert (over.days, over.sla_days, over.breached) == (31, 30, True)
+    assert (no_sla.sla_days, no_sla.breached) == (None, False)
+    assert (unknown.days, unknown.breached) == (None, False)
+
+
+def test_trend_lists_recent_runs_oldest_first(tmp_path: Path) -> None:
+    store = HistoryStore(f"sqlite:///{tmp_path}/s.db")
+    rows: dict[str, Seen] = {}
+    for n, keys in enumerate([["a", "b"], ["b", "c", "d"], ["d"]]):
+        now = T0 + timedelta(days=7 * n)
+        changes = diff(
+            rows, [(k, "111111111111", None) for k in keys], frozenset({"111111111111"}), now
+        )
+        store.save(f"run-{n}", now, changes)
+        rows = {**rows, **changes.rows}
+    points = store.trend(limit=2)
+    store.dispose()
+    assert [(p.run_id, p.findings, p.new, p.resolved) for p in points] == [
+        ("run-1", 3, 2, 1),
+        ("run-2", 1, 0, 2),
+    ]
+
+
+def test_a_first_release_database_is_migrated_in_place(tmp_path: Path) -> None:
+    """The first release wrote `runs` without `still_open` and no schema version."""
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE runs (run_id VARCHAR(64) PRIMARY KEY, started_at DATETIME NOT NULL,"
+            " findings INTEGER NOT NULL, new INTEGER NOT NULL, resolved INTEGER NOT NULL)"
+        )
+        db.execute("INSERT INTO runs VALUES ('old-run', '2026-10-01 07:00:00', 5, 5, 0)")
+    store = HistoryStore(f"sqlite:///{path}")
+    points = store.trend()
+    store.save("run-new", T1, diff({}, [("a", "111111111111", None)], frozenset(), T1))
+    store.dispose()
+    assert [p.run_id for p in points] == ["old-run"]
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT version FROM schema_info").fetchone() == (2,)
+        assert db.execute("SELECT still_open FROM runs ORDER BY run_id").fetchall() == [(0,), (0,)]
+
+
+def test_a_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
+    import sqlite3
+
+    import pytest
+
+    from reporter.errors import StateError
+
+    url = f"sqlite:///{tmp_path}/s.db"
+    HistoryStore(url).dispose()
+    with sqlite3.connect(tmp_path / "s.db") as db:
+        db.execute("UPDATE schema_info SET version = 99")
+    with pytest.raises(StateError, match="schema version 99"):
+        HistoryStore(url)
