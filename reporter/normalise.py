@@ -85,9 +85,17 @@ def normalise(records: Iterable[RawRecord]) -> Normalised:
 
 def parse_record(record: RawRecord) -> Finding | Skip:
     if record.source == "security_hub":
+        # `aws securityhub get-findings-v2` exports are `{"Findings": [...]}` too, so a file
+        # may hand an OCSF record on as ASFF; its shape tells them apart.
+        if _looks_ocsf(record.payload):
+            return from_ocsf(record.payload)
         return from_asff(record.payload)
     if record.source == "access_analyzer":
         return from_access_analyzer(record.payload)
+    if record.source == "security_hub_v2":
+        return from_ocsf(record.payload)
+    if record.source == "iam":
+        return from_iam(record.payload)
     if record.source == "files":  # a file, or a part of one, that no parser recognises
         raise Malformed(str(record.payload.get("error", "unrecognised record")))
     raise Malformed(f"no parser for source {record.source!r}")
@@ -163,7 +171,170 @@ def from_access_analyzer(aa: Mapping[str, Any]) -> Finding | Skip:
         raise Malformed("id is missing")
     if aa.get("error"):
         return Skip(f"analysis error in Access Analyzer ({aa['error']})")
-    details = aa.get("findingDetails") or []
+    details = _parse_details(aa.get("findingDetails") or [])
+    arn = str(aa.get("analyzerArn", ""))
+    return Finding(
+        type=FindingType(kind),
+        account_id=match.group(1),
+        principal_arn=principal_arn,
+        region=arn.split(":")[3] if arn.count(":") >= 5 else "",
+        last_accessed=max(details.last_used, default=None),
+        created_at=_timestamp(aa.get("createdAt")),
+        updated_at=_timestamp(aa.get("updatedAt")),
+        access_key_ids=tuple(sorted(details.keys)),
+        services=tuple(sorted(details.services, key=lambda s: s.namespace)),
+        sources=(SourceRef("access_analyzer", finding_id),),
+    )
+
+
+def from_iam(record: Mapping[str, Any]) -> Finding | Skip:
+    """A record of the IAM source (shape documented in `reporter.sources.iam`)."""
+    if not isinstance(record, Mapping):
+        raise Malformed("record is not a JSON object")
+    if record.get("error"):
+        # The source could not read this part of the account (bad date, missing column).
+        raise Malformed(str(record["error"]))
+    kind = str(record.get("finding_type") or "")
+    if kind not in _IAM_TYPES:
+        raise Malformed(f"finding_type is not one the IAM source reports: {kind[:100]!r}")
+    principal_arn = str(record.get("principal_arn", ""))
+    match = _PRINCIPAL_ARN.match(principal_arn)
+    if not match:
+        raise Malformed(f"principal_arn is not an IAM user or role ARN: {principal_arn[:200]!r}")
+    if str(record.get("account_id", match.group(1))) != match.group(1):
+        raise Malformed(
+            f"principal_arn {principal_arn[:200]!r} is not in account {record['account_id']!r}"
+        )
+    keys = record.get("access_keys") or []
+    if not isinstance(keys, list) or not all(isinstance(k, Mapping) for k in keys):
+        raise Malformed("access_keys is not a list of objects")
+    if kind == FindingType.UNUSED_ACCESS_KEY.value and not keys:
+        raise Malformed("an unused-access-key record names no access key")
+    tags = record.get("tags") or {}
+    policies = record.get("attached_policies") or []
+    if not isinstance(tags, Mapping) or not isinstance(policies, list):
+        raise Malformed("tags is not an object or attached_policies is not a list")
+    finding_type = FindingType(kind)
+    return Finding(
+        type=finding_type,
+        account_id=match.group(1),
+        principal_arn=principal_arn,
+        last_accessed=_strict_time(record, "last_accessed"),
+        created_at=_strict_time(record, "unused_since"),
+        updated_at=_strict_time(record, "evaluated_at"),
+        access_key_ids=tuple(sorted(str(k["id"]) for k in keys if k.get("id"))),
+        sources=(SourceRef("iam", f"{match.group(1)}/{kind}/{principal_arn}"),),
+        principal_tags={str(k): str(v) for k, v in tags.items()},
+        attached_policies=tuple(sorted({str(p) for p in policies})),
+    )
+
+
+# --- OCSF (the new Security Hub, GetFindingsV2) -------------------------------------------
+#
+# AWS publishes no OCSF sample of an Access Analyzer unused-access finding (reference §2.10,
+# §8), so this parser assumes as little as it can and says what it relies on:
+#
+# - `metadata.uid`: the Security Hub finding id (GenerateRecommendedPolicyV2 and
+#   BatchUpdateFindingsV2 take it); required.
+# - the finding type: an unused type name (`UnusedIAMRole`...) or its ASFF spelling
+#   (`.../Unused IAM Role`) in `finding_info.types`, else `unmapped.findingType` (any case).
+#   A record with neither is skipped as "not unused access", never guessed from the title.
+# - the principal: the first `resources[]` entry whose `uid` is an IAM user or role ARN.
+#   The owning account is that ARN's account (equal to `resources[].owner.account.uid` when
+#   present); `cloud.account.uid` may be the account Security Hub or the analyzer runs in
+#   and is never used for ownership.
+# - `status` / `status_id` (OCSF 1.x: 0 Unknown, 1 New, 2 In Progress, 3 Suppressed,
+#   4 Resolved, 5 Archived, 99 Other): 0-2 or absent are active, 3-5 skipped, others
+#   quarantined.
+# - times: `finding_info.created_time` / `modified_time` (epoch milliseconds) or their `_dt`
+#   ISO twins, else `time`; `severity` / `severity_id`; `cloud.region`.
+# - `unmapped.findingId` (any case), when present, is the Access Analyzer finding id.
+# - details, when present: Access Analyzer `findingDetails` in `unmapped`, parsed like
+#   GetFindingV2's (last access, key ids, services).
+#
+# Anything else is ignored; a value present but not understood quarantines the record.
+
+_OCSF_ACTIVE_STATUS = {0: "unknown", 1: "new", 2: "in progress"}
+_OCSF_CLOSED_STATUS = {3: "suppressed", 4: "resolved", 5: "archived"}
+_OCSF_SEVERITY = {
+    "informational": "INFORMATIONAL",
+    "low": "LOW",
+    "medium": "MEDIUM",
+    "high": "HIGH",
+    "critical": "CRITICAL",
+    "fatal": "CRITICAL",
+}
+_OCSF_SEVERITY_ID = {
+    1: "informational",
+    2: "low",
+    3: "medium",
+    4: "high",
+    5: "critical",
+    6: "fatal",
+}
+_IAM_TYPES = {
+    FindingType.UNUSED_ROLE.value,
+    FindingType.UNUSED_ACCESS_KEY.value,
+    FindingType.UNUSED_PASSWORD.value,
+}
+
+
+def from_ocsf(ocsf: Mapping[str, Any]) -> Finding | Skip:
+    """One OCSF finding from Security Hub GetFindingsV2 (see the notes above)."""
+    if not isinstance(ocsf, Mapping):
+        raise Malformed("record is not a JSON object")
+    info = _object(ocsf, "finding_info")
+    unmapped = _lower_map(ocsf.get("unmapped"))
+    finding_type = _ocsf_type(info, unmapped)
+    if finding_type is None:
+        declared = _strings(info.get("types")) or ["unknown type"]
+        return Skip(f"not unused access ({', '.join(declared)[:100]})")
+    status = _ocsf_status(ocsf)
+    if status is not None:
+        return Skip(f"{status} in Security Hub")
+    metadata = _object(ocsf, "metadata")
+    uid = metadata.get("uid")
+    if not isinstance(uid, str) or not uid:
+        raise Malformed("metadata.uid is missing")
+    principal_arn, account_id = _ocsf_principal(ocsf)
+    product = metadata.get("product")
+    product_uid = product.get("uid") if isinstance(product, Mapping) else None
+    cloud = ocsf.get("cloud")
+    region = cloud.get("region") if isinstance(cloud, Mapping) else None
+    details = _ocsf_details(unmapped)
+    aa_id = unmapped.get("findingid")
+    return Finding(
+        type=finding_type,
+        account_id=account_id,
+        principal_arn=principal_arn,
+        severity=_ocsf_severity(ocsf),
+        region=region if isinstance(region, str) else "",
+        last_accessed=max(details.last_used, default=None)
+        or _timestamp(unmapped.get("rolelastusedtimestamp")),
+        created_at=_ocsf_time(info, "created_time") or _ocsf_time(ocsf, "time"),
+        updated_at=_ocsf_time(info, "modified_time") or _ocsf_time(ocsf, "time"),
+        access_key_ids=tuple(sorted(details.keys)),
+        services=tuple(sorted(details.services, key=lambda s: s.namespace)),
+        sources=(
+            SourceRef("security_hub_v2", uid, product_uid if isinstance(product_uid, str) else ""),
+            *(
+                (SourceRef("access_analyzer", str(aa_id)),)
+                if isinstance(aa_id, str) and aa_id
+                else ()
+            ),
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class _Details:
+    keys: tuple[str, ...] = ()
+    services: tuple[UnusedService, ...] = ()
+    last_used: tuple[datetime, ...] = ()
+
+
+def _parse_details(details: Any) -> _Details:
+    """Access Analyzer `findingDetails` (GetFindingV2 shape)."""
     if not isinstance(details, list):
         raise Malformed("findingDetails is not a list")
     keys: list[str] = []
@@ -182,19 +353,130 @@ def from_access_analyzer(aa: Mapping[str, Any]) -> Finding | Skip:
                 keys.append(str(body["accessKeyId"]))
             elif name == "unusedPermissionDetails":
                 services.append(_service(body, when))
-    arn = str(aa.get("analyzerArn", ""))
-    return Finding(
-        type=FindingType(kind),
-        account_id=match.group(1),
-        principal_arn=principal_arn,
-        region=arn.split(":")[3] if arn.count(":") >= 5 else "",
-        last_accessed=max(last_used, default=None),
-        created_at=_timestamp(aa.get("createdAt")),
-        updated_at=_timestamp(aa.get("updatedAt")),
-        access_key_ids=tuple(sorted(keys)),
-        services=tuple(sorted(services, key=lambda s: s.namespace)),
-        sources=(SourceRef("access_analyzer", finding_id),),
+    return _Details(tuple(keys), tuple(services), tuple(last_used))
+
+
+def _ocsf_details(unmapped: Mapping[str, Any]) -> _Details:
+    details = unmapped.get("findingdetails")
+    return _Details() if details is None else _parse_details(details)
+
+
+def _ocsf_type(info: Mapping[str, Any], unmapped: Mapping[str, Any]) -> FindingType | None:
+    candidates = [*_strings(info.get("types"))]
+    declared = unmapped.get("findingtype")
+    if isinstance(declared, str):
+        candidates.append(declared)
+    for value in candidates:
+        if value in FindingType._value2member_map_:
+            return FindingType(value)
+        suffix = value.rsplit("/", 1)[-1]
+        if suffix in FindingType._value2member_map_:
+            return FindingType(suffix)
+        if suffix in _ASFF_TYPES:
+            return _ASFF_TYPES[suffix]
+    return None
+
+
+def _ocsf_status(ocsf: Mapping[str, Any]) -> str | None:
+    """None while the finding is active; else the word for why it is not."""
+    status_id = ocsf.get("status_id")
+    status = ocsf.get("status")
+    if status_id is not None:
+        if isinstance(status_id, bool) or not isinstance(status_id, int):
+            raise Malformed(f"status_id is not an integer: {str(status_id)[:50]!r}")
+        if status_id in _OCSF_ACTIVE_STATUS:
+            return None
+        if status_id in _OCSF_CLOSED_STATUS:
+            return _OCSF_CLOSED_STATUS[status_id]
+        raise Malformed(f"status_id {status_id} ({str(status)[:50]}) is not understood")
+    if status is None:
+        return None  # no status at all: report it rather than lose it
+    word = str(status).strip().lower()
+    if word in _OCSF_ACTIVE_STATUS.values():
+        return None
+    if word in _OCSF_CLOSED_STATUS.values():
+        return word
+    raise Malformed(f"status {str(status)[:50]!r} is not understood")
+
+
+def _ocsf_principal(ocsf: Mapping[str, Any]) -> tuple[str, str]:
+    resources = ocsf.get("resources")
+    if not isinstance(resources, list) or not resources:
+        raise Malformed("resources is missing or empty")
+    for resource in resources:
+        if not isinstance(resource, Mapping):
+            continue
+        uid = resource.get("uid")
+        match = _PRINCIPAL_ARN.match(uid) if isinstance(uid, str) else None
+        if match:
+            return uid, match.group(1)  # type: ignore[return-value]
+    first = resources[0].get("uid") if isinstance(resources[0], Mapping) else resources[0]
+    raise Malformed(f"no resources[].uid is an IAM user or role ARN: {str(first)[:200]!r}")
+
+
+def _ocsf_severity(ocsf: Mapping[str, Any]) -> str:
+    word = ocsf.get("severity")
+    if not isinstance(word, str) or word.strip().lower() not in _OCSF_SEVERITY:
+        severity_id = ocsf.get("severity_id")
+        word = _OCSF_SEVERITY_ID.get(severity_id, "") if isinstance(severity_id, int) else ""
+    return _OCSF_SEVERITY.get(word.strip().lower(), "LOW")
+
+
+def _ocsf_time(container: Mapping[str, Any], name: str) -> datetime | None:
+    """OCSF times are epoch milliseconds; the `_dt` twins are ISO 8601 text."""
+    value = container.get(name)
+    if value is None:
+        text = container.get(f"{name}_dt")
+        if text is None:
+            return None
+        parsed = _timestamp(text)
+        if parsed is None:
+            raise Malformed(f"{name}_dt is not an ISO 8601 time: {str(text)[:50]!r}")
+        return parsed
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise Malformed(f"{name} is not epoch milliseconds: {str(value)[:50]!r}")
+    try:
+        return datetime.fromtimestamp(value / 1000, tz=UTC)
+    except (OverflowError, OSError, ValueError) as exc:
+        raise Malformed(f"{name} is out of range: {value!r}") from exc
+
+
+def _looks_ocsf(payload: Any) -> bool:
+    return (
+        isinstance(payload, Mapping)
+        and "SchemaVersion" not in payload
+        and ("finding_info" in payload or "class_uid" in payload)
     )
+
+
+def _object(container: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    value = container.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise Malformed(f"{name} is not an object")
+    return value
+
+
+def _lower_map(value: Any) -> dict[str, Any]:
+    """`unmapped` keys are free-form; look them up in any case, values as they are."""
+    if not isinstance(value, Mapping):
+        return {}
+    return {str(k).lower(): v for k, v in value.items()}
+
+
+def _strings(value: Any) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def _strict_time(record: Mapping[str, Any], name: str) -> datetime | None:
+    value = record.get(name)
+    if value is None:
+        return None
+    parsed = _timestamp(value)
+    if parsed is None:
+        raise Malformed(f"{name} is not an ISO 8601 time: {str(value)[:50]!r}")
+    return parsed
 
 
 def _service(body: Mapping[str, Any], last_accessed: datetime | None) -> UnusedService:
@@ -228,6 +510,9 @@ def merge(a: Finding, b: Finding) -> Finding:
         services=a.services or b.services,
         sources=tuple(dict.fromkeys((*a.sources, *b.sources))),
         principal_tags={**b.principal_tags, **a.principal_tags},
+        recommendation=a.recommendation or b.recommendation,
+        attached_policies=tuple(sorted({*a.attached_policies, *b.attached_policies})),
+        policy_documents={**b.policy_documents, **a.policy_documents},
     )
 
 
