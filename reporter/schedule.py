@@ -1,22 +1,60 @@
 """`serve`: run the report on the configured cron schedule (APScheduler 3).
 
-One instance at most and coalescing on, so a slow run or a missed week never piles up runs.
+- The job lives in an APScheduler SQLAlchemy job store in the state database, so its next run
+  time survives a restart: a run missed while the service was down fires once at start-up if it
+  is within `misfire_grace_seconds` (coalescing folds several missed runs into one).
+- One instance at most per process (`max_instances=1`), and across replicas a run lock row in the
+  state database: a lease per schedule, renewed while the run is alive, naming the slot (the
+  scheduled fire time) it runs. A slot that finished is never run again; a slot whose holder
+  died (its lease ran out) or that was abandoned on SIGTERM is resumed once at start-up, within
+  the grace time, as the same delivery round, so only what the ledger lacks is sent.
+- SIGTERM/SIGINT stop the scheduler and abandon the current run at its next checkpoint (between
+  stages and between messages); the evidence folder of an abandoned run is removed, never left
+  looking complete.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import signal
+import socket
+import threading
+import uuid
 from collections.abc import Callable
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from types import FrameType
+from typing import IO, Any
 from zoneinfo import ZoneInfo
 
-from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobEvent
+from apscheduler.jobstores.memory import MemoryJobStore
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
+from sqlalchemy import Column, DateTime, MetaData, String, Table, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from .deliver.driver import DeliveryCancelled
+from .deliver.ledger import open_engine
+from .errors import ReporterError, StateError
 
 log = logging.getLogger(__name__)
 JOB_ID = "unused-access-report"
+JOBS_TABLE = "apscheduler_jobs"
+
+FINISHED = "finished"
+FAILED = "failed"
+ABANDONED = "abandoned"
+RUNNING = "running"
+
+
+class RunCancelled(ReporterError):
+    """The service is stopping; the run is abandoned at a checkpoint."""
 
 
 def trigger(cron: str, timezone: str) -> CronTrigger:
@@ -28,22 +66,485 @@ def next_run(cron: str, timezone: str, now: datetime) -> datetime | None:
     return fire
 
 
-def serve(cron: str, timezone: str, misfire_grace_seconds: int, job: Callable[[], object]) -> None:
-    """Block, running `job` on schedule until SIGTERM or SIGINT; a running job finishes first."""
-    scheduler = BlockingScheduler(timezone=ZoneInfo(timezone))
-    scheduler.add_job(
-        job,
-        trigger(cron, timezone),
-        id=JOB_ID,
-        max_instances=1,
-        coalesce=True,
-        misfire_grace_time=misfire_grace_seconds,
+def latest_slot(when: BaseTrigger, now: datetime, grace: timedelta) -> datetime | None:
+    """The last fire time of `when` at or before `now`, looking back at most `grace`: the slot a
+    job started by APScheduler is running for (APScheduler does not hand it to the job)."""
+    start = now - grace - timedelta(seconds=1)
+    fire: datetime | None = when.get_next_fire_time(None, start)
+    last = None
+    while fire is not None and fire <= now:
+        last = fire
+        fire = when.get_next_fire_time(fire, fire + timedelta(microseconds=1))
+    return last
+
+
+# --------------------------------------------------------------------------------------------
+# The run lock.
+# --------------------------------------------------------------------------------------------
+
+lock_metadata = MetaData()
+
+run_locks = Table(
+    "run_locks",
+    lock_metadata,
+    Column("name", String(128), primary_key=True),
+    Column("slot", DateTime(timezone=True), nullable=False),
+    Column("holder", String(255), nullable=False),
+    Column("run_id", String(64), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("acquired_at", DateTime(timezone=True), nullable=False),
+    Column("lease_until", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+)
+
+
+def _utc(value: datetime) -> datetime:
+    # SQLite hands timezone-aware columns back naive; they were stored as UTC.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class LockState:
+    name: str
+    slot: datetime
+    holder: str
+    run_id: str
+    state: str
+    acquired_at: datetime
+    lease_until: datetime
+    finished_at: datetime | None
+
+    def interrupted(self, now: datetime) -> bool:
+        """Its run will not finish by itself: abandoned, or the holder died (lease ran out)."""
+        return self.state == ABANDONED or (self.state == RUNNING and self.lease_until <= now)
+
+
+class RunLock:
+    """One row per schedule: who runs which slot, until when (the lease)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        try:
+            lock_metadata.create_all(engine)
+        except SQLAlchemyError as exc:
+            raise StateError(f"cannot create the run lock table ({type(exc).__name__})") from exc
+
+    def get(self, name: str) -> LockState | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(select(run_locks).where(run_locks.c.name == name)).first()
+        if row is None:
+            return None
+        return LockState(
+            name=row.name,
+            slot=_utc(row.slot),
+            holder=row.holder,
+            run_id=row.run_id,
+            state=row.state,
+            acquired_at=_utc(row.acquired_at),
+            lease_until=_utc(row.lease_until),
+            finished_at=_utc(row.finished_at) if row.finished_at else None,
+        )
+
+    def acquire(
+        self, name: str, slot: datetime, holder: str, now: datetime, lease: timedelta
+    ) -> tuple[bool, str]:
+        """Take the lock for `slot`. Refused while another holder's lease runs, and for a slot
+        that already finished or failed. Returns (acquired, why not)."""
+        slot = _utc(slot)
+        values = {
+            "slot": slot,
+            "holder": holder,
+            "run_id": "",
+            "state": RUNNING,
+            "acquired_at": now,
+            "lease_until": now + lease,
+            "finished_at": None,
+        }
+        current = self.get(name)
+        if current is None:
+            try:
+                with self._engine.begin() as conn:
+                    conn.execute(run_locks.insert().values(name=name, **values))
+            except IntegrityError:
+                return False, "another replica took the lock first"
+            return True, ""
+        if current.state == RUNNING and current.lease_until > now:
+            return False, f"slot {current.slot.isoformat()} is running on {current.holder}"
+        if current.slot == slot and current.state in (FINISHED, FAILED):
+            return False, f"slot {slot.isoformat()} already ran ({current.state})"
+        if current.slot > slot:
+            return False, f"a later slot ({current.slot.isoformat()}) already ran"
+        # Compare-and-set on what we read: of two replicas racing here, one update matches.
+        with self._engine.begin() as conn:
+            result = conn.execute(
+                run_locks.update()
+                .where(
+                    run_locks.c.name == name,
+                    run_locks.c.holder == current.holder,
+                    run_locks.c.acquired_at == current.acquired_at,
+                )
+                .values(**values)
+            )
+        if result.rowcount != 1:
+            return False, "another replica took the lock first"
+        return True, ""
+
+    def renew(self, name: str, holder: str, now: datetime, lease: timedelta) -> bool:
+        with self._engine.begin() as conn:
+            result = conn.execute(
+                run_locks.update()
+                .where(
+                    run_locks.c.name == name,
+                    run_locks.c.holder == holder,
+                    run_locks.c.state == RUNNING,
+                )
+                .values(lease_until=now + lease)
+            )
+        return result.rowcount == 1
+
+    def release(self, name: str, holder: str, now: datetime, state: str, run_id: str = "") -> None:
+        with self._engine.begin() as conn:
+            conn.execute(
+                run_locks.update()
+                .where(run_locks.c.name == name, run_locks.c.holder == holder)
+                .values(state=state, run_id=run_id, lease_until=now, finished_at=now)
+            )
+
+
+# --------------------------------------------------------------------------------------------
+# The service.
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What a scheduled run is told: its slot, its delivery round, and how to know to stop."""
+
+    slot: datetime
+    round_id: str
+    should_stop: Callable[[], bool]
+
+    def checkpoint(self) -> None:
+        if self.should_stop():
+            raise RunCancelled(f"stopping: run for slot {self.slot.isoformat()} abandoned")
+
+
+# A job returns the run id it produced (or None).
+Job = Callable[[RunRequest], str | None]
+
+# APScheduler persists the job as a reference to a module-level function plus its arguments.
+# The argument is this process's service key, never settings (no secret goes into the job store).
+_SERVICES: dict[str, Service] = {}
+
+
+def _fire(key: str) -> None:
+    service = _SERVICES.get(key)
+    if service is None:
+        log.error("scheduled job for an unknown service %s: ignored", key)
+        return
+    service.fire()
+
+
+def _resume(key: str, slot: str) -> None:
+    service = _SERVICES.get(key)
+    if service is not None:
+        service.run_slot(datetime.fromisoformat(slot))
+
+
+def default_holder() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Service:
+    """The scheduler, its job store and the run lock, around a job callable."""
+
+    def __init__(
+        self,
+        *,
+        database_url: str,
+        job: Job,
+        when: BaseTrigger,
+        timezone: str,
+        misfire_grace_seconds: int,
+        lease_seconds: int = 900,
+        name: str = JOB_ID,
+        holder: str | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.name = name
+        self.job = job
+        self.when = when
+        self.zone = ZoneInfo(timezone)
+        self.grace = timedelta(seconds=misfire_grace_seconds)
+        self.lease = timedelta(seconds=lease_seconds)
+        self.holder = holder or default_holder()
+        self.clock = clock
+        self.stopping = threading.Event()
+        self._engine = open_engine(database_url)
+        self.lock = RunLock(self._engine)
+        self._key = f"{name}@{self.holder}"
+        self.scheduler: BackgroundScheduler | None = None
+
+    # -- running one slot ----------------------------------------------------------------------
+
+    def round_id(self, slot: datetime) -> str:
+        return f"slot:{self.name}:{_utc(slot).isoformat()}"
+
+    def fire(self) -> bool:
+        """Called by APScheduler at a fire time: run the slot that is due now."""
+        now = self.clock()
+        slot = latest_slot(self.when, now, self.grace) or now
+        return self.run_slot(slot)
+
+    def run_slot(self, slot: datetime) -> bool:
+        """Run `slot` under the lock; False if the lock refused (no run happened)."""
+        acquired, why = self.lock.acquire(self.name, slot, self.holder, self.clock(), self.lease)
+        if not acquired:
+            log.info("run for slot %s not started: %s", slot.isoformat(), why)
+            return False
+        log.info("run for slot %s started on %s", slot.isoformat(), self.holder)
+        done = threading.Event()
+        heartbeat = threading.Thread(target=self._heartbeat, args=(done,), daemon=True)
+        heartbeat.start()
+        state, run_id = FAILED, ""
+        try:
+            request = RunRequest(slot, self.round_id(slot), self.stopping.is_set)
+            run_id = self.job(request) or ""
+            state = FINISHED
+        except (RunCancelled, DeliveryCancelled) as exc:
+            state = ABANDONED
+            log.warning("%s", exc)
+        except Exception as exc:
+            # A failed week must not stop the service: logged, the next slot runs as usual.
+            log.error("run for slot %s failed: %s", slot.isoformat(), exc, exc_info=exc)
+        finally:
+            done.set()
+            heartbeat.join()
+            self.lock.release(self.name, self.holder, self.clock(), state, run_id)
+            log.info("run for slot %s %s", slot.isoformat(), state)
+        return True
+
+    def _heartbeat(self, done: threading.Event) -> None:
+        interval = max(self.lease.total_seconds() / 3, 1.0)
+        while not done.wait(interval):
+            try:
+                if not self.lock.renew(self.name, self.holder, self.clock(), self.lease):
+                    log.error("run lock lost: another replica may take this slot over")
+            except SQLAlchemyError as exc:
+                log.error("run lock not renewed (%s)", type(exc).__name__)
+
+    # -- the scheduler -------------------------------------------------------------------------
+
+    def start(self) -> BackgroundScheduler:
+        """Start scheduling in the background: reconcile the stored job with the config (a
+        stored next run time is kept, so a missed run fires now), queue the resumption of an
+        interrupted slot, then resume."""
+        scheduler = BackgroundScheduler(
+            jobstores={
+                "default": SQLAlchemyJobStore(engine=self._engine, tablename=JOBS_TABLE),
+                "memory": MemoryJobStore(),
+            },
+            timezone=self.zone,
+            job_defaults={
+                "coalesce": True,
+                "max_instances": 1,
+                "misfire_grace_time": int(self.grace.total_seconds()),
+            },
+        )
+        scheduler.add_listener(self._on_event, EVENT_JOB_MISSED | EVENT_JOB_ERROR)
+        _SERVICES[self._key] = self
+        scheduler.start(paused=True)
+        self.scheduler = scheduler
+        stored = scheduler.get_job(self.name, jobstore="default")
+        if stored is None:
+            scheduler.add_job(_fire, self.when, args=[self._key], id=self.name)
+        else:
+            scheduler.modify_job(
+                self.name,
+                func=_fire,
+                args=[self._key],
+                coalesce=True,
+                max_instances=1,
+                misfire_grace_time=int(self.grace.total_seconds()),
+            )
+            if repr(stored.trigger) != repr(self.when):
+                log.info("schedule changed to %s: next run recomputed", self.when)
+                scheduler.reschedule_job(self.name, trigger=self.when)
+        self._queue_resumption(scheduler)
+        scheduler.resume()
+        job = scheduler.get_job(self.name)
+        log.info("scheduled %s; next run %s", self.when, job.next_run_time if job else None)
+        return scheduler
+
+    def _queue_resumption(self, scheduler: BackgroundScheduler) -> None:
+        state = self.lock.get(self.name)
+        now = self.clock()
+        if state is None or state.state not in (RUNNING, ABANDONED):
+            return
+        if now - state.slot > self.grace:
+            log.warning(
+                "slot %s was interrupted and is past the grace time: not resumed",
+                state.slot.isoformat(),
+            )
+            return
+        # A run still holding an unexpired lease may be a dead process of ours: look again
+        # when the lease runs out.
+        at = max(now, state.lease_until)
+        log.info("slot %s was interrupted: resuming it at %s", state.slot.isoformat(), at)
+        scheduler.add_job(
+            _resume,
+            "date",
+            run_date=at,
+            args=[self._key, state.slot.isoformat()],
+            id=f"{self.name}-resume",
+            jobstore="memory",
+            replace_existing=True,
+            misfire_grace_time=None,
+        )
+
+    def _on_event(self, event: JobEvent) -> None:
+        if event.code == EVENT_JOB_MISSED:
+            log.warning(
+                "run for %s missed by more than the grace time: skipped",
+                getattr(event, "scheduled_run_time", "?"),
+            )
+        elif event.code == EVENT_JOB_ERROR:
+            log.error("scheduled job raised: %s", getattr(event, "exception", "?"))
+
+    def stop(self, wait: bool = True) -> None:
+        """Ask the current run to stop at its next checkpoint and shut the scheduler down."""
+        self.stopping.set()
+        if self.scheduler is not None and self.scheduler.running:
+            # APScheduler 3 looks for due jobs once more after shutting its executors down, and
+            # a job due then is lost (its next run time moves on, the submission fails). With
+            # the stores detached first, that last look finds nothing: a due run stays stored
+            # and fires at the next start.
+            self.scheduler.pause()
+            for alias in ("default", "memory"):
+                self.scheduler.remove_jobstore(alias)
+            self.scheduler.shutdown(wait=wait)
+        _SERVICES.pop(self._key, None)
+
+    def dispose(self) -> None:
+        self._engine.dispose()
+
+    def next_fire(self) -> datetime | None:
+        if self.scheduler is None:
+            return None
+        job = self.scheduler.get_job(self.name)
+        fire: datetime | None = job.next_run_time if job else None
+        return fire
+
+
+def serve_forever(service: Service) -> None:
+    """Block until SIGTERM or SIGINT, then stop: the current run is abandoned at its next
+    checkpoint and its slot is resumed by the next start within the grace time."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %s: stopping; a running report is abandoned at its next checkpoint",
+                 signum)  # fmt: skip
+        service.stopping.set()
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        service.start()
+        stop.wait()
+    finally:
+        service.stop(wait=True)
+        service.dispose()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+# --------------------------------------------------------------------------------------------
+# Health and logs.
+# --------------------------------------------------------------------------------------------
+
+
+def health(
+    database_url: str, when: BaseTrigger, grace_seconds: int, now: datetime, name: str = JOB_ID
+) -> dict[str, Any]:
+    """The last run and the next one, from the state database (no scheduler needed). `ok` is
+    False when a run is overdue: the last slot that should have run did not finish."""
+    engine = open_engine(database_url)
+    try:
+        state = RunLock(engine).get(name)
+        stored = None
+        store = SQLAlchemyJobStore(engine=engine, tablename=JOBS_TABLE)
+        try:
+            with engine.connect() as conn:
+                row = conn.execute(
+                    select(store.jobs_t.c.next_run_time).where(store.jobs_t.c.id == name)
+                ).first()
+            if row is not None and row.next_run_time is not None:
+                stored = datetime.fromtimestamp(float(row.next_run_time), UTC)
+        except SQLAlchemyError:
+            stored = None  # the service never started here: no job store table yet
+    finally:
+        engine.dispose()
+    computed: datetime | None = when.get_next_fire_time(None, now)
+    after = (
+        when.get_next_fire_time(computed, computed + timedelta(microseconds=1))
+        if computed
+        else None
     )
+    period = (after - computed) if computed and after else timedelta(days=7)
+    # The slot that should have run by now (its grace time is over), looked for far enough back.
+    due = latest_slot(
+        when, now - timedelta(seconds=grace_seconds), max(period * 2, timedelta(days=8))
+    )
+    live = state is not None and state.state == RUNNING and not state.interrupted(now)
+    overdue = bool(
+        state is not None
+        and due is not None
+        and not live
+        and (state.slot < due or state.interrupted(now))
+    )
+    last = None
+    if state is not None:
+        last = {
+            "slot": state.slot.isoformat(),
+            "state": "interrupted" if state.interrupted(now) else state.state,
+            "run_id": state.run_id,
+            "holder": state.holder,
+            "started_at": state.acquired_at.isoformat(),
+            "finished_at": state.finished_at.isoformat() if state.finished_at else None,
+        }
+    nxt = stored or computed
+    return {
+        "ok": not overdue and (state is None or state.state != FAILED),
+        "last_run": last,
+        "next_run": nxt.isoformat() if nxt else None,
+        "overdue": overdue,
+    }
 
-    def stop(signum: int, frame: FrameType | None) -> None:
-        log.info("signal %s: stopping after the current run", signum)
-        scheduler.shutdown(wait=True)
 
-    signal.signal(signal.SIGTERM, stop)
-    log.info("scheduled %r in %s", cron, timezone)
-    scheduler.start()
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: what log collectors parse without a pattern."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def configure_logging(stream: IO[str], level: int = logging.INFO) -> None:
+    """JSON lines when `stream` is not a terminal (a container, a log shipper), text otherwise."""
+    handler = logging.StreamHandler(stream)
+    if stream.isatty():
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    else:
+        handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        root.removeHandler(existing)
+    root.addHandler(handler)
+    root.setLevel(level)

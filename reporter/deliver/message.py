@@ -1,19 +1,27 @@
-"""Build one e-mail per recipient: HTML and plain text, PDF and workbook attached. Pure."""
+"""Build one e-mail per recipient: HTML and plain text, PDF and workbook attached. Pure.
+
+Who may receive a message is decided here too (`owner_recipients`), with the same allowed-domain
+rule owner resolution uses, so no transport ever sees an address outside the allowed domains.
+"""
 
 from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
 
 import jinja2
 
-from ..models import OwnerReport
+from ..models import OrgSummary, OwnerReport, ReportItem
+from ..owners import is_allowed
 
 PDF_TYPE = ("application", "pdf")
 XLSX_TYPE = ("application", "vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+TOP_ACTIONS = 10
 
 
 @dataclass(frozen=True)
@@ -29,6 +37,17 @@ class Attachment:
 
 
 @dataclass(frozen=True)
+class AttachmentLink:
+    """An attachment too large to send, published elsewhere: the body links to it instead."""
+
+    filename: str
+    url: str
+    size: int
+    sha256: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
 class Envelope:
     """Who sends, and the subject prefix; from `mail` settings."""
 
@@ -37,21 +56,127 @@ class Envelope:
     subject_prefix: str = "[Unused access]"
 
 
+@dataclass(frozen=True)
+class Recipients:
+    """Where one message goes. `refused` holds addresses left out, each with the reason."""
+
+    to: tuple[str, ...]
+    cc: tuple[str, ...] = ()
+    refused: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def all(self) -> tuple[str, ...]:
+        return (*self.to, *self.cc)
+
+
+@dataclass(frozen=True)
+class FailedDelivery:
+    """A message that could not be delivered, as the security team's summary lists it."""
+
+    recipient: str
+    kind: str
+    status: str
+    error: str
+
+
 def message_id(run_id: str, recipient: str) -> str:
     """Stable per run and recipient, so a re-sent message is recognisably the same one."""
     digest = hashlib.sha256(f"{run_id}\0{recipient.lower()}".encode()).hexdigest()[:24]
     return f"<{run_id}.{digest}@unused-access-reporter>"
 
 
+def _allowed(address: str, allowed_domains: Sequence[str]) -> bool:
+    return is_allowed(address, tuple(allowed_domains))
+
+
+def sla_managers(items: Iterable[ReportItem]) -> tuple[str, ...]:
+    """Managers of the owners of findings past their SLA, lower-cased and sorted."""
+    return tuple(
+        sorted({i.owner.manager.lower() for i in items if i.sla_breached and i.owner.manager})
+    )
+
+
+def owner_recipients(
+    report: OwnerReport, allowed_domains: Sequence[str], cc_manager: bool
+) -> Recipients:
+    """The owner, and their managers in Cc when findings are past their SLA (if configured).
+
+    Nothing outside the allowed domains is ever addressed: such an address is refused with a
+    reason instead, and an owner who is refused leaves a message with no recipient at all.
+    """
+    refused: list[tuple[str, str]] = []
+    to: tuple[str, ...] = ()
+    if _allowed(report.owner, allowed_domains):
+        to = (report.owner,)
+    else:
+        refused.append((report.owner, "outside owners.allowed_domains"))
+    cc: list[str] = []
+    if cc_manager:
+        for manager in sla_managers(report.items):
+            if manager == report.owner.lower():
+                continue
+            if _allowed(manager, allowed_domains):
+                cc.append(manager)
+            else:
+                refused.append((manager, "manager outside owners.allowed_domains"))
+    return Recipients(to=to, cc=tuple(cc) if to else (), refused=tuple(refused))
+
+
 def subject(report: OwnerReport, prefix: str) -> str:
     n = len(report.items)
     accounts = len(report.accounts)
     ctx = report.context
+    breached = sum(1 for i in report.items if i.sla_breached)
+    overdue = f", {breached} past SLA" if breached else ""
     return (
         f"{prefix} {n} finding{'s' if n != 1 else ''} in {accounts} "
-        f"account{'s' if accounts != 1 else ''}, {ctx.period_start:%Y-%m-%d} to "
+        f"account{'s' if accounts != 1 else ''}{overdue}, {ctx.period_start:%Y-%m-%d} to "
         f"{ctx.period_end:%Y-%m-%d}"
     ).strip()
+
+
+def summary_subject(summary: OrgSummary, prefix: str, failures: int) -> str:
+    ctx = summary.context
+    undelivered = f", {failures} undelivered" if failures else ""
+    return (
+        f"{prefix} Organization summary: {len(summary.items)} findings, "
+        f"{len(summary.owners)} owners{undelivered}, {ctx.period_start:%Y-%m-%d} to "
+        f"{ctx.period_end:%Y-%m-%d}"
+    ).strip()
+
+
+def _headers(
+    msg: EmailMessage,
+    envelope: Envelope,
+    recipients: Recipients,
+    subject_line: str,
+    generated_at: datetime,
+    mid: str,
+    run_id: str,
+) -> None:
+    msg["From"] = envelope.from_address
+    msg["To"] = ", ".join(recipients.to)
+    if recipients.cc:
+        msg["Cc"] = ", ".join(recipients.cc)
+    if envelope.reply_to:
+        msg["Reply-To"] = envelope.reply_to
+    msg["Subject"] = subject_line
+    msg["Date"] = format_datetime(generated_at)
+    msg["Message-ID"] = mid
+    msg["X-Unused-Access-Run"] = run_id
+
+
+def _body(
+    msg: EmailMessage,
+    env: jinja2.Environment,
+    stem: str,
+    values: dict[str, object],
+    attachments: Sequence[Attachment],
+) -> None:
+    msg.set_content(env.get_template(f"{stem}.txt.j2").render(values))
+    msg.add_alternative(env.get_template(f"{stem}.html.j2").render(values), subtype="html")
+    for a in attachments:
+        msg.add_attachment(a.data, maintype=a.maintype, subtype=a.subtype, filename=a.filename)
 
 
 def build_message(
@@ -59,25 +184,73 @@ def build_message(
     attachments: tuple[Attachment, ...],
     envelope: Envelope,
     env: jinja2.Environment,
+    *,
+    recipients: Recipients | None = None,
+    links: tuple[AttachmentLink, ...] = (),
+    message_key: str | None = None,
 ) -> EmailMessage:
+    """The owner's message. `links` replace attachments too large to send; `message_key` (the
+    delivery round) makes the Message-ID, so a re-send after a crash carries the same one."""
     by_type = Counter(item.finding.type.label for item in report.items)
-    values = {
+    values: dict[str, object] = {
         "report": report,
         "by_type": sorted(by_type.items()),
-        "top": report.items[:10],
+        "top": report.items[:TOP_ACTIONS],
         "attachments": attachments,
+        "links": links,
+        "sla_breached": sum(1 for i in report.items if i.sla_breached),
+        "new": sum(1 for i in report.items if i.new),
+        "cc": recipients.cc if recipients else (),
     }
     msg = EmailMessage()
-    msg["From"] = envelope.from_address
-    msg["To"] = report.owner
-    if envelope.reply_to:
-        msg["Reply-To"] = envelope.reply_to
-    msg["Subject"] = subject(report, envelope.subject_prefix)
-    msg["Date"] = format_datetime(report.context.generated_at)
-    msg["Message-ID"] = message_id(report.context.run_id, report.owner)
-    msg["X-Unused-Access-Run"] = report.context.run_id
-    msg.set_content(env.get_template("email_body.txt.j2").render(values))
-    msg.add_alternative(env.get_template("email_body.html.j2").render(values), subtype="html")
-    for a in attachments:
-        msg.add_attachment(a.data, maintype=a.maintype, subtype=a.subtype, filename=a.filename)
+    _headers(
+        msg,
+        envelope,
+        recipients or Recipients(to=(report.owner,)),
+        subject(report, envelope.subject_prefix),
+        report.context.generated_at,
+        message_id(message_key or report.context.run_id, report.owner),
+        report.context.run_id,
+    )
+    _body(msg, env, "email_body", values, attachments)
+    return msg
+
+
+def build_summary_message(
+    summary: OrgSummary,
+    attachments: tuple[Attachment, ...],
+    envelope: Envelope,
+    env: jinja2.Environment,
+    recipient: str,
+    *,
+    failures: tuple[FailedDelivery, ...] = (),
+    links: tuple[AttachmentLink, ...] = (),
+    message_key: str | None = None,
+) -> EmailMessage:
+    """The organization summary for one member of the security team, with this run's
+    undelivered messages listed so nobody's silence goes unnoticed."""
+    by_type = Counter(item.finding.type.label for item in summary.items)
+    in_scope = [c for c in summary.coverage if c.in_scope]
+    values: dict[str, object] = {
+        "summary": summary,
+        "by_type": sorted(by_type.items()),
+        "top_owners": summary.owners[:TOP_ACTIONS],
+        "covered": sum(1 for c in in_scope if c.covered),
+        "in_scope": len(in_scope),
+        "not_covered": [c for c in in_scope if not c.covered],
+        "failures": failures,
+        "attachments": attachments,
+        "links": links,
+    }
+    msg = EmailMessage()
+    _headers(
+        msg,
+        envelope,
+        Recipients(to=(recipient,)),
+        summary_subject(summary, envelope.subject_prefix, len(failures)),
+        summary.context.generated_at,
+        message_id(message_key or summary.context.run_id, f"summary/{recipient}"),
+        summary.context.run_id,
+    )
+    _body(msg, env, "summary_email", values, attachments)
     return msg
