@@ -6,8 +6,9 @@ Fetch and parse are split: `fetch_organization` makes the AWS calls and returns 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from .models import Account, AccountCoverage
@@ -83,9 +84,16 @@ def parse_accounts(data: OrganizationData) -> list[Account]:
                 ou_path=names,
                 ou_ids=ids,
                 tags=data.tags.get(raw["Id"], {}),
+                joined_at=_aware(raw.get("JoinedTimestamp")),
             )
         )
     return sorted(result, key=lambda a: a.id)
+
+
+def _aware(value: Any) -> datetime | None:
+    if not isinstance(value, datetime):
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def in_scope(account: Account, scope: Scope) -> str:
@@ -129,14 +137,47 @@ def split_scope(
 
 
 def coverage_for(accounts: Sequence[Account], sources: Sequence[str]) -> list[AccountCoverage]:
-    """Coverage of assessed accounts by the org-wide sources that answered.
-
-    Security Hub and the organization analyzer report on all member accounts from the
-    delegated administrator, so an account without findings is still covered. (An
-    account-level analyzer sees only its own account; per-account coverage for that case
-    is issue 3's.)
-    """
+    """Every account covered by all of `sources` (exported files: whatever they name)."""
     return [
         AccountCoverage(a.id, a.name, a.state, covered=True, sources=tuple(sorted(sources)))
         for a in accounts
     ]
+
+
+# A source's verdict on one account: "" = covered, a reason = not covered, None = the source
+# is not meant for this account (the IAM fallback where the analyzer covers).
+Verdict = Callable[[Account], str | None]
+
+
+def combine_coverage(
+    accounts: Sequence[Account], verdicts: Mapping[str, Verdict]
+) -> list[AccountCoverage]:
+    """Per account, the sources that covered it; if none did, every source's reason.
+
+    Covered by one source is covered: the finding types overlap. The reasons of the sources
+    that missed a covered account are kept too ("not by iam: ..."), so a partial gap is visible.
+    """
+    result = []
+    for account in accounts:
+        covering: list[str] = []
+        reasons: list[str] = []
+        for name, verdict in sorted(verdicts.items()):
+            reason = verdict(account)
+            if reason:
+                reasons.append(f"{name}: {reason}")
+            elif reason is not None:
+                covering.append(name)
+        if not covering and not reasons:
+            reasons.append("no enabled source reads this account")
+        text = "; ".join(reasons)
+        result.append(
+            AccountCoverage(
+                account.id,
+                account.name,
+                account.state,
+                covered=bool(covering),
+                sources=tuple(covering),
+                reason=f"not by {text}" if covering and text else text,
+            )
+        )
+    return result

@@ -132,6 +132,10 @@ class AccessAnalyzerStandIn:
         }
         self.stub = RestJsonStub("accessanalyzer", handlers, self._guard(resolve_account))
 
+    @property
+    def analyzers(self) -> tuple[Analyzer, ...]:
+        return tuple(self._analyzers.values())
+
     def _guard(self, resolve_account: Callable[[str], str]) -> Callable[[str], str]:
         def resolve(access_key: str) -> str:
             # A session can outlive its sandbox; answering then would mix data from a torn-down

@@ -267,6 +267,10 @@ class SecurityHubV2StandIn:
             "securityhub", {"GetFindingsV2": self.get_findings_v2}, self._guard(resolve_account)
         )
 
+    def replace_items(self, items: Sequence[FindingPlan | ExternalFindingPlan]) -> None:
+        """New states for the findings (the sandbox resolved some)."""
+        self._items = items
+
     def _guard(self, resolve_account: Callable[[str], str]) -> Callable[[str], str]:
         def resolve(access_key: str) -> str:
             if self.closed:

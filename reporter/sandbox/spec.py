@@ -25,6 +25,20 @@ class SandboxSpec:
     # How findings reach Security Hub. None = BatchImportFindings through boto3 up to
     # `BULK_THRESHOLD` records, above that straight into moto's store (see security_hub.py).
     security_hub_via_api: bool | None = None
+    # Faults the product must survive (see faults.py). Account ids whose member role may not be
+    # assumed (AssumeRole answers AccessDenied); `Sandbox.faults` can add more after the build.
+    deny_assume_role: frozenset[str] = frozenset()
+    # ("service.Operation", N): the first N attempts of that operation are throttled.
+    throttle: tuple[tuple[str, int], ...] = ()
+    # Enforce the documented API rates (reporter.ratelimit), multiplied by this time scale, by
+    # throttling a client that goes faster; None = no limits.
+    rate_scale: float | None = None
+    # Access Analyzer's rate when rates are enforced; AWS publishes none (requests/s, unscaled).
+    access_analyzer_rate: float = 50.0
+    # Accounts that are not Security Hub members of the administrator.
+    security_hub_off: frozenset[str] = frozenset()
+    # Accounts the unused-access analyzer's configuration excludes: it reports nothing there.
+    analyzer_exclusions: frozenset[str] = frozenset()
 
     @property
     def builds_iam(self) -> bool:
@@ -37,6 +51,8 @@ class SandboxSpec:
             raise ValueError("ous must be at least 1")
         if self.findings_per_account is not None and self.findings_per_account < 0:
             raise ValueError("findings_per_account must be >= 0")
+        if self.rate_scale is not None and self.rate_scale <= 0:
+            raise ValueError("rate_scale must be positive")
         if self.now is not None and self.now.tzinfo is None:
             raise ValueError("now must be timezone-aware (UTC)")
 

@@ -1,39 +1,76 @@
 """Security Hub CSPM: Access Analyzer unused-access findings in ASFF (reference §2).
 
 Read from the delegated administrator in the home Region, where GetFindings returns the
-findings of every member account and linked Region.
+findings of every member account and linked Region. GetFindings is the tightest documented
+limit (3 requests/s, burst 6): pages of the maximum 100 keep the calls at ceil(findings / 100),
+and the collect stage's limiter paces them.
+
+The owning account is the IAM principal's (its ARN, or ProductFields `resourceOwnerAccount`),
+never `AwsAccountId`, which is the analyzer owner's for organization analyzers (§2.4); see
+`normalise.from_asff`. Coverage: the administrator sees only its member accounts
+(`members()`), and its own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from ..models import RawRecord
 
-# Reference §2.5. The server-side filter keeps pages few; `normalise` checks every record
-# again, because an emulator (or a future API change) may not honour every filter.
+# Reference §2.5. The server-side filter keeps pages few; records are checked against it again
+# here, because an emulator (or a future API change) may not honour every filter.
+UNUSED_TYPE_PREFIX = "Software and Configuration Checks/AWS Security Best Practices/Unused"
 UNUSED_ACCESS_FILTER: dict[str, list[dict[str, str]]] = {
     "ProductName": [{"Value": "IAM Access Analyzer", "Comparison": "EQUALS"}],
-    "Type": [
-        {
-            "Value": "Software and Configuration Checks/AWS Security Best Practices/Unused",
-            "Comparison": "PREFIX",
-        }
-    ],
+    "Type": [{"Value": UNUSED_TYPE_PREFIX, "Comparison": "PREFIX"}],
     "RecordState": [{"Value": "ACTIVE", "Comparison": "EQUALS"}],
     "WorkflowStatus": [{"Value": "SUPPRESSED", "Comparison": "NOT_EQUALS"}],
 }
 
 PAGE_SIZE = 100  # the API's maximum
+# ListMembers statuses of accounts whose findings reach the administrator.
+_ASSOCIATED = frozenset({"enabled", "associated"})
+
+
+def filtered_out(asff: Mapping[str, Any]) -> str:
+    """Why a record fails UNUSED_ACCESS_FILTER, or "" if it passes."""
+    types = asff.get("Types")
+    if not isinstance(types, list) or not any(
+        isinstance(t, str) and t.startswith(UNUSED_TYPE_PREFIX) for t in types
+    ):
+        return "not unused access"
+    product = asff.get("ProductName")
+    if product is None:  # older exports: the product ARN names it too
+        product = "IAM Access Analyzer" * str(asff.get("ProductArn", "")).endswith(
+            "/aws/access-analyzer"
+        )
+    if product != "IAM Access Analyzer":
+        return "not an Access Analyzer finding"
+    if asff.get("RecordState") != "ACTIVE":
+        return "archived in Security Hub"
+    workflow = asff.get("Workflow")
+    if isinstance(workflow, Mapping) and workflow.get("Status") == "SUPPRESSED":
+        return "suppressed in Security Hub"
+    return ""
 
 
 class SecurityHubSource:
     name = "security_hub"
 
-    def __init__(self, client: Any, region: str) -> None:
+    def __init__(
+        self,
+        client: Any,
+        region: str,
+        *,
+        on_page: Callable[[int], None] = lambda records: None,
+    ) -> None:
         self._client = client
         self._region = region
+        self._on_page = on_page
+        # Records the server should have filtered out, by reason (counted as skipped).
+        self.dropped: Counter[str] = Counter()
 
     def collect(self) -> Iterator[RawRecord]:
         pages = self._client.get_paginator("get_findings").paginate(
@@ -41,5 +78,21 @@ class SecurityHubSource:
             PaginationConfig={"PageSize": PAGE_SIZE},
         )
         for page in pages:
-            for finding in page["Findings"]:
+            findings = page["Findings"]
+            self._on_page(len(findings))
+            for finding in findings:
+                reason = filtered_out(finding)
+                if reason:
+                    self.dropped[reason] += 1
+                    continue
                 yield RawRecord(source=self.name, payload=finding, origin=self._region)
+
+    def members(self) -> frozenset[str]:
+        """Accounts whose findings this administrator receives (ListMembers, associated)."""
+        accounts: set[str] = set()
+        for page in self._client.get_paginator("list_members").paginate(OnlyAssociated=True):
+            for member in page.get("Members", ()):
+                status = str(member.get("MemberStatus", "")).replace("_", "").lower()
+                if status in _ASSOCIATED and member.get("AccountId"):
+                    accounts.add(str(member["AccountId"]))
+        return frozenset(accounts)
