@@ -6,9 +6,18 @@ Pure and deterministic: owners sorted by address, items by priority (highest fir
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from .models import AccountCoverage, OrgSummary, OwnerReport, ReportItem, RunContext
+from .models import (
+    AccountCoverage,
+    ExceptionNotice,
+    OrgSummary,
+    OwnerReport,
+    ReportItem,
+    ResolvedFinding,
+    RunContext,
+    TrendPoint,
+)
 
 
 def sort_items(items: Iterable[ReportItem]) -> tuple[ReportItem, ...]:
@@ -20,12 +29,31 @@ def by_owner(
     fallback: Sequence[str],
     context: RunContext,
     coverage: Sequence[AccountCoverage],
+    resolved: Sequence[ResolvedFinding] = (),
+    notices: Sequence[ExceptionNotice] = (),
+    resolved_owner: Callable[[ResolvedFinding], str | None] | None = None,
+    notices_by_recipient: Mapping[str, Sequence[ExceptionNotice]] | None = None,
 ) -> tuple[OwnerReport, ...]:
     """Group items by recipient. Unowned items go to every fallback recipient.
 
     Each report carries coverage only for the accounts it covers, so an owner never learns
-    about accounts that are not theirs.
+    about accounts that are not theirs. A resolved finding no longer has an owner; it goes to
+    every owner with findings in its account. An exception notice goes to the owners whose
+    findings the exception covers.
+
+    With `resolved_owner` (the owner ladder run on what is left of a resolved finding), a
+    resolved finding goes to that owner instead — even one with no open finding left in the
+    account. With `notices_by_recipient` (`exceptions.notices_by_recipient`), notices go where
+    it says, approvers included.
     """
+    resolved_by_account: dict[str, list[ResolvedFinding]] = defaultdict(list)
+    resolved_by_owner: dict[str, list[ResolvedFinding]] = defaultdict(list)
+    for r in resolved:
+        resolved_by_account[r.account_id].append(r)
+        if resolved_owner is not None:
+            owner = resolved_owner(r)
+            for recipient in (owner,) if owner else tuple(fallback):
+                resolved_by_owner[recipient].append(r)
     grouped: dict[str, list[ReportItem]] = defaultdict(list)
     for item in items:
         for recipient in (item.owner.owner,) if item.owner.owner else tuple(fallback):
@@ -34,6 +62,7 @@ def by_owner(
     for owner in sorted(grouped):
         owned = sort_items(grouped[owner])
         accounts = {i.account.id: i.account for i in owned}
+        exception_ids = {i.exception.id for i in owned if i.exception is not None}
         reports.append(
             OwnerReport(
                 owner=owner,
@@ -41,6 +70,16 @@ def by_owner(
                 items=owned,
                 accounts=tuple(accounts[a] for a in sorted(accounts)),
                 coverage=tuple(c for c in coverage if c.account_id in accounts),
+                resolved=(
+                    tuple(resolved_by_owner.get(owner, ()))
+                    if resolved_owner is not None
+                    else tuple(r for a in sorted(accounts) for r in resolved_by_account[a])
+                ),
+                exception_notices=(
+                    tuple(notices_by_recipient.get(owner, ()))
+                    if notices_by_recipient is not None
+                    else tuple(n for n in notices if n.id in exception_ids)
+                ),
             )
         )
     return tuple(reports)
@@ -53,6 +92,9 @@ def summarise(
     coverage: Sequence[AccountCoverage],
     skipped: int,
     quarantined: int,
+    resolved: Sequence[ResolvedFinding] = (),
+    notices: Sequence[ExceptionNotice] = (),
+    trend: Sequence[TrendPoint] = (),
 ) -> OrgSummary:
     return OrgSummary(
         context=context,
@@ -62,4 +104,7 @@ def summarise(
         coverage=tuple(coverage),
         skipped=skipped,
         quarantined=quarantined,
+        resolved=tuple(resolved),
+        exception_notices=tuple(notices),
+        trend=tuple(trend),
     )

@@ -15,6 +15,8 @@ from urllib.parse import quote
 from reporter.models import (
     Account,
     AccountCoverage,
+    ExceptionMatch,
+    ExceptionNotice,
     Finding,
     FindingStatus,
     FindingType,
@@ -22,10 +24,14 @@ from reporter.models import (
     OrgSummary,
     OwnerReport,
     OwnerResolution,
+    Recommendation,
+    RecommendedStep,
     RemediationStep,
     ReportItem,
+    ResolvedFinding,
     RunContext,
     SourceRef,
+    TrendPoint,
     UnusedAction,
     UnusedService,
 )
@@ -106,6 +112,9 @@ def make_finding(
     access_key_ids: tuple[str, ...] = (),
     services: tuple[UnusedService, ...] = (),
     sources: tuple[SourceRef, ...] | None = None,
+    recommendation: Recommendation | None = None,
+    policy_documents: Mapping[str, str] = MappingProxyType({}),
+    principal_tags: Mapping[str, str] = MappingProxyType({}),
 ) -> Finding:
     arn = arn or principal_arn(account_id, type, name)
     if sources is None:
@@ -128,6 +137,9 @@ def make_finding(
         access_key_ids=access_key_ids,
         services=services,
         sources=sources,
+        recommendation=recommendation,
+        policy_documents=policy_documents,
+        principal_tags=principal_tags,
     )
 
 
@@ -224,18 +236,112 @@ def make_item(
     unused_days: int | None = 214,
     remediation: tuple[RemediationStep, ...] | None = None,
     links: Links | None = None,
+    exception: ExceptionMatch | None = None,
+    age_days: int | None = None,
+    sla_days: int | None = None,
+    sla_breached: bool = False,
+    new: bool = False,
+    manager: str | None = None,
+    notes: tuple[str, ...] = (),
 ) -> ReportItem:
     finding = finding or make_finding(account_id=account.id)
+    if age_days is None and first_seen is not None:
+        age_days = (GENERATED_AT.date() - first_seen).days
     return ReportItem(
         finding=finding,
         account=account,
-        owner=OwnerResolution(owner, rule),
+        owner=OwnerResolution(owner, rule, manager, notes),
         links=links or make_links(finding),
         remediation=remediation_for(finding) if remediation is None else remediation,
         priority=priority,
         status=status,
         first_seen=first_seen,
         unused_days=unused_days,
+        exception=exception,
+        age_days=age_days,
+        sla_days=sla_days,
+        sla_breached=sla_breached,
+        new=new,
+    )
+
+
+def make_exception(
+    *,
+    id: str = "EXC-2025-007",
+    reason: str = "Break-glass console user, reviewed quarterly",
+    approved_by: str = "ciso@example.com",
+    expires: date = date(2025, 9, 30),
+    expired: bool = False,
+) -> ExceptionMatch:
+    return ExceptionMatch(id, reason, approved_by, expires, expired)
+
+
+POLICY_BEFORE = (
+    '{"Version":"2012-10-17","Statement":[{"Effect":"Allow",'
+    '"Action":["s3:*","dynamodb:*"],"Resource":"*"}]}'
+)
+POLICY_AFTER = (
+    '{"Version":"2012-10-17","Statement":[{"Effect":"Allow",'
+    '"Action":["s3:GetObject","s3:ListBucket"],"Resource":"*"}]}'
+)
+
+
+def make_recommendation(
+    *, policy_id: str = "arn:aws:iam::222222222222:policy/data-pipeline-access"
+) -> Recommendation:
+    """A SUCCEEDED recommendation shaped like GetFindingRecommendation (reference §1.8)."""
+    return Recommendation(
+        status="SUCCEEDED",
+        steps=(
+            RecommendedStep(
+                "CREATE_POLICY", policy_id, POLICY_AFTER, GENERATED_AT - timedelta(days=3)
+            ),
+            RecommendedStep("DETACH_POLICY", policy_id),
+        ),
+    )
+
+
+def make_resolved(
+    *,
+    account_id: str = PROD.id,
+    name: str = "old-reporting-role",
+    type: FindingType = FindingType.UNUSED_ROLE,
+    days_open: int = 30,
+) -> ResolvedFinding:
+    arn = principal_arn(account_id, type, name)
+    return ResolvedFinding(
+        key=f"{account_id}/{type.value}/{arn}",
+        account_id=account_id,
+        type=type.value,
+        principal_arn=arn,
+        first_seen=GENERATED_AT - timedelta(days=days_open),
+        resolved_at=GENERATED_AT,
+    )
+
+
+def make_notice(
+    *,
+    id: str = "EXC-2025-007",
+    kind: str = "expiring",
+    expires: date = date(2025, 3, 24),
+    approved_by: str = "ciso@example.com",
+    reason: str = "Break-glass console user, reviewed quarterly",
+    matched: int = 1,
+) -> ExceptionNotice:
+    return ExceptionNotice(id, kind, expires, approved_by, reason, matched)
+
+
+def make_trend(runs: int = 6) -> tuple[TrendPoint, ...]:
+    """Weekly runs, oldest first, with findings falling as owners clean up."""
+    return tuple(
+        TrendPoint(
+            run_id=f"{GENERATED_AT - timedelta(days=7 * (runs - n)):%Y%m%dT%H%M%SZ}-0000{n:02d}",
+            started_at=GENERATED_AT - timedelta(days=7 * (runs - n)),
+            findings=40 - 4 * n,
+            new=3 + n % 2,
+            resolved=6 + n % 3,
+        )
+        for n in range(runs)
     )
 
 
@@ -259,6 +365,8 @@ def sample_items() -> tuple[ReportItem, ...]:
             ),
             priority=80,
             unused_days=420,
+            sla_days=30,
+            sla_breached=True,
         ),
         make_item(
             finding=make_finding(
@@ -269,6 +377,11 @@ def sample_items() -> tuple[ReportItem, ...]:
             ),
             priority=70,
             unused_days=95,
+            first_seen=GENERATED_AT.date(),
+            new=True,
+            sla_days=30,
+            manager="payments-lead@example.com",
+            notes=("principal tag owner: 'ci bot' is not an e-mail address",),
         ),
         make_item(
             finding=make_finding(
@@ -282,6 +395,7 @@ def sample_items() -> tuple[ReportItem, ...]:
             unused_days=None,
             first_seen=None,
             status=FindingStatus.EXCEPTED,
+            exception=make_exception(),
         ),
         make_item(
             finding=make_finding(
@@ -290,6 +404,10 @@ def sample_items() -> tuple[ReportItem, ...]:
                 name="data-pipeline",
                 last_accessed=ago(120),
                 services=(S3, DYNAMODB),
+                recommendation=make_recommendation(),
+                policy_documents=MappingProxyType(
+                    {"arn:aws:iam::222222222222:policy/data-pipeline-access": POLICY_BEFORE}
+                ),
             ),
             account=STAGING,
             priority=40,
@@ -377,6 +495,8 @@ def make_report(
     accounts: tuple[Account, ...] | None = None,
     coverage: tuple[AccountCoverage, ...] | None = None,
     context: RunContext | None = None,
+    resolved: tuple[ResolvedFinding, ...] | None = None,
+    exception_notices: tuple[ExceptionNotice, ...] | None = None,
 ) -> OwnerReport:
     items = sample_items() if items is None else items
     if accounts is None:
@@ -385,7 +505,15 @@ def make_report(
         coverage = coverage_for(
             (*accounts, UNCOVERED), failed=MappingProxyType({UNCOVERED.id: UNCOVERED_REASON})
         )
-    return OwnerReport(owner, context or make_context(), items, accounts, coverage)
+    return OwnerReport(
+        owner,
+        context or make_context(),
+        items,
+        accounts,
+        coverage,
+        resolved=(make_resolved(),) if resolved is None else resolved,
+        exception_notices=(make_notice(),) if exception_notices is None else exception_notices,
+    )
 
 
 def make_summary(
@@ -395,6 +523,7 @@ def make_summary(
     coverage: tuple[AccountCoverage, ...] | None = None,
     skipped: int = 3,
     quarantined: int = 1,
+    trend: tuple[TrendPoint, ...] | None = None,
 ) -> OrgSummary:
     reports = (make_report(),) if reports is None else reports
     if unowned is None:
@@ -422,6 +551,13 @@ def make_summary(
         coverage=coverage,
         skipped=skipped,
         quarantined=quarantined,
+        resolved=tuple(r for report in reports for r in report.resolved),
+        exception_notices=(
+            make_notice(),
+            make_notice(id="EXC-2024-031", kind="expired", expires=date(2025, 3, 1)),
+            make_notice(id="EXC-2024-002", kind="stale", expires=date(2025, 12, 31), matched=0),
+        ),
+        trend=make_trend() if trend is None else trend,
     )
 
 

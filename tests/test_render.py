@@ -194,7 +194,9 @@ def test_owner_pdf_has_console_links(owner_pdf: PdfReader) -> None:
 
 def test_owner_pdf_links_each_remediation_step(owner_pdf: PdfReader) -> None:
     uris = set(link_uris(owner_pdf))
-    steps = [s for i in fx.sample_items() for s in i.remediation if s.console_url]
+    # Excepted findings need no action, so their steps are not listed (the workbook has them).
+    active = views.active(fx.sample_items())
+    steps = [s for i in active for s in i.remediation if s.console_url]
     assert steps and {s.console_url for s in steps} <= uris
 
 
@@ -285,8 +287,11 @@ def expected_cell(value: Any, kind: str) -> Any:
     return value
 
 
+SHEETS = ["Summary", "Findings", "Remediation", "Exceptions", "Coverage"]
+
+
 def test_workbook_sheets(owner_book: openpyxl.Workbook) -> None:
-    assert owner_book.sheetnames == ["Summary", "Findings", "Remediation", "Coverage"]
+    assert owner_book.sheetnames == SHEETS
 
 
 def test_findings_sheet_has_one_row_per_finding_with_the_record_values(
@@ -414,10 +419,11 @@ def test_control_characters_do_not_break_the_workbook() -> None:
 def test_summary_workbook_includes_unowned_and_ranks_owners() -> None:
     summary = fx.make_summary()
     book = openpyxl.load_workbook(io.BytesIO(xlsx.render_summary_xlsx(summary)))
-    assert book.sheetnames == ["Summary", "Findings", "Remediation", "Coverage"]
+    assert book.sheetnames == SHEETS
     findings = book["Findings"]
     assert findings.max_row - 1 == len(summary.items)
-    owners = [c.value for c in book["Findings"]["N"][1:]]
+    owner = openpyxl.utils.get_column_letter(column(findings, "owner"))
+    owners = [c.value for c in findings[owner][1:]]
     assert None in owners and fx.OWNER in owners
     summary_texts = [c.value for c in all_cells(book) if c.parent.title == "Summary"]
     assert "Unowned findings" in summary_texts and fx.OWNER in summary_texts
@@ -430,7 +436,7 @@ def test_findings_json_validates_and_matches_items(report: OwnerReport) -> None:
     jsonschema = pytest.importorskip("jsonschema")
     document = json.loads(data.findings_json(report.items, report.context))
     jsonschema.validate(document, FINDINGS_SCHEMA, format_checker=jsonschema.FormatChecker())
-    assert document["schema_version"] == 1
+    assert document["schema_version"] == data.SCHEMA_VERSION == 2
     assert document["run_id"] == fx.RUN_ID
     assert document["generated_at"] == "2025-03-10T06:30:00Z"
     findings = document["findings"]
@@ -461,7 +467,18 @@ def test_finding_record_shape() -> None:
     )
     key = data.finding_record(items[FindingType.UNUSED_ACCESS_KEY])
     assert key["details"]["access_key_ids"] == ["AKIAIOSFODNN7EXAMPLE"]
-    assert key["first_seen"] == "2025-01-06"
+    assert key["first_seen"] == "2025-03-10" and key["new"] is True
+    assert key["owner_manager"] == "payments-lead@example.com"
+    assert key["owner_notes"] == ["principal tag owner: 'ci bot' is not an e-mail address"]
+    assert password["exception"] == {
+        "id": "EXC-2025-007",
+        "reason": "Break-glass console user, reviewed quarterly",
+        "approved_by": "ciso@example.com",
+        "expires": "2025-09-30",
+        "expired": False,
+    }
+    role = data.finding_record(sort_items(fx.sample_items())[0])
+    assert (role["sla_days"], role["sla_breached"], role["age_days"]) == (30, True, 63)
     perms = data.finding_record(items[FindingType.UNUSED_PERMISSION])
     s3 = perms["details"]["services"][0]
     assert s3["namespace"] == "s3" and s3["actions"][0] == {
@@ -469,6 +486,18 @@ def test_finding_record_shape() -> None:
         "last_accessed": None,
     }
     assert perms["remediation"][0]["console_url"].startswith("https://")
+    assert perms["recommendation"]["status"] == "SUCCEEDED"
+    assert [s["action"] for s in perms["recommendation"]["steps"]] == [
+        "CREATE_POLICY",
+        "DETACH_POLICY",
+    ]
+    assert perms["recommendation"]["steps"][0]["recommended_policy"] == fx.POLICY_AFTER
+    assert perms["details"]["policy_documents"] == [
+        {
+            "policy_id": "arn:aws:iam::222222222222:policy/data-pipeline-access",
+            "document": fx.POLICY_BEFORE,
+        }
+    ]
 
 
 def test_findings_json_is_utf8_and_keeps_hostile_text(report: OwnerReport) -> None:

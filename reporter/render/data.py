@@ -15,9 +15,16 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from reporter.aggregate import sort_items
-from reporter.models import ReportItem, RunContext
+from reporter.models import (
+    ExceptionMatch,
+    Recommendation,
+    RemediationStep,
+    ReportItem,
+    RunContext,
+)
 
-SCHEMA_VERSION = 1
+# 2: exception, recommendation, SLA, new, owner notes, policy documents, step detail.
+SCHEMA_VERSION = 2
 
 # Spreadsheet programs treat a cell starting with one of these as a formula (OWASP "CSV
 # injection"); tab and carriage return are on the list because Excel strips them and then
@@ -39,8 +46,13 @@ _SCALARS: tuple[str, ...] = (
     "unused_days",
     "last_accessed",
     "first_seen",
+    "new",
+    "age_days",
+    "sla_days",
+    "sla_breached",
     "owner",
     "owner_rule",
+    "owner_manager",
     "region",
     "created_at",
     "updated_at",
@@ -48,9 +60,17 @@ _SCALARS: tuple[str, ...] = (
 # The columns of the flattened record, in order: CSV header, and the first workbook columns.
 FLAT_COLUMNS: tuple[str, ...] = (
     *_SCALARS,
+    "owner_notes",
+    "exception_id",
+    "exception_reason",
+    "exception_approved_by",
+    "exception_expires",
+    "exception_expired",
     "access_key_ids",
     "unused_services",
     "unused_actions",
+    "attached_policies",
+    "principal_tags",
     "recommendation",
     "remediation_steps",
     "remediation_commands",
@@ -59,7 +79,6 @@ FLAT_COLUMNS: tuple[str, ...] = (
     "link_access_analyzer",
     "link_security_hub",
     "sources",
-    "exception",
 )
 
 # Whitespace, quotes, angle brackets and backslashes never occur in the console URLs enrich builds.
@@ -116,8 +135,14 @@ def finding_record(item: ReportItem) -> dict[str, Any]:
         # A timestamp in the sources; kept to the second so evidence loses nothing.
         "last_accessed": iso_datetime(f.last_accessed),
         "first_seen": iso_date(item.first_seen),
+        "new": item.new,
+        "age_days": item.age_days,
+        "sla_days": item.sla_days,
+        "sla_breached": item.sla_breached,
         "owner": item.owner.owner,
         "owner_rule": item.owner.rule,
+        "owner_manager": item.owner.manager,
+        "owner_notes": list(item.owner.notes),
         "region": _or_null(f.region),
         "created_at": iso_datetime(f.created_at),
         "updated_at": iso_datetime(f.updated_at),
@@ -134,18 +159,18 @@ def finding_record(item: ReportItem) -> dict[str, Any]:
                 }
                 for s in f.services
             ],
+            "attached_policies": list(f.attached_policies),
+            # Sorted so the same finding always gives the same bytes.
+            "principal_tags": [
+                {"key": k, "value": f.principal_tags[k]} for k in sorted(f.principal_tags)
+            ],
+            "policy_documents": [
+                {"policy_id": k, "document": f.policy_documents[k]}
+                for k in sorted(f.policy_documents)
+            ],
         },
-        # Not produced yet by enrich; the field exists so consumers can rely on it.
-        "recommendation": None,
-        "remediation": [
-            {
-                "title": step.title,
-                "command": step.command,
-                "console_url": _url_or_null(step.console_url),
-                "rollback": _or_null(step.rollback),
-            }
-            for step in item.remediation
-        ],
+        "recommendation": _recommendation(f.recommendation),
+        "remediation": [step_record(step) for step in item.remediation],
         "links": {
             "console": _url_or_null(item.links.console),
             "access_analyzer": _url_or_null(item.links.access_analyzer),
@@ -155,7 +180,54 @@ def finding_record(item: ReportItem) -> dict[str, Any]:
             {"source": s.source, "id": s.id, "product_arn": _or_null(s.product_arn)}
             for s in f.sources
         ],
-        "exception": None,
+        "exception": exception_record(item.exception),
+    }
+
+
+def step_record(step: RemediationStep) -> dict[str, Any]:
+    return {
+        "title": step.title,
+        "command": step.command,
+        "console_url": _url_or_null(step.console_url),
+        "rollback": _or_null(step.rollback),
+        "detail": _or_null(step_detail(step)),
+    }
+
+
+def step_detail(step: RemediationStep) -> str:
+    """The optional long-form part of a step (a policy diff); "" when the step has none."""
+    # Read defensively: `detail` is an optional field a step may or may not carry.
+    detail = getattr(step, "detail", "")
+    return detail if isinstance(detail, str) else ""
+
+
+def _recommendation(rec: Recommendation | None) -> dict[str, Any] | None:
+    if rec is None:
+        return None
+    return {
+        "status": rec.status,
+        "error": _or_null(rec.error),
+        "steps": [
+            {
+                "action": s.action,
+                "existing_policy_id": _or_null(s.existing_policy_id),
+                "recommended_policy": _or_null(s.recommended_policy),
+                "policy_updated_at": iso_datetime(s.policy_updated_at),
+            }
+            for s in rec.steps
+        ],
+    }
+
+
+def exception_record(match: ExceptionMatch | None) -> dict[str, Any] | None:
+    if match is None:
+        return None
+    return {
+        "id": match.id,
+        "reason": match.reason,
+        "approved_by": match.approved_by,
+        "expires": iso_date(match.expires),
+        "expired": match.expired,
     }
 
 
@@ -169,9 +241,25 @@ def findings_document(items: Iterable[ReportItem], context: RunContext) -> dict[
 
 
 def findings_json(items: Iterable[ReportItem], context: RunContext) -> bytes:
-    """`data/findings.json`: UTF-8, indented, keys in record order (not sorted: reads better)."""
-    text = json.dumps(findings_document(items, context), indent=2, ensure_ascii=False)
-    return (text + "\n").encode("utf-8")
+    """`data/findings.json`: UTF-8, indented, keys in record order (not sorted: reads better).
+
+    The same bytes as `json.dumps(findings_document(...), indent=2)`, built one record at a
+    time: with 100,000 findings, the list of records and the whole text would each cost
+    hundreds of megabytes on top of the result.
+    """
+    head = findings_document((), context)
+    opening = json.dumps(head, indent=2, ensure_ascii=False)
+    # `"findings": []` closes the document; the records go between its brackets.
+    before, _, after = opening.rpartition("[]")
+    parts = [before.encode("utf-8")]
+    separator = b"["
+    for item in sort_items(items):
+        record = json.dumps(finding_record(item), indent=2, ensure_ascii=False)
+        parts.append(separator + b"\n    " + record.replace("\n", "\n    ").encode("utf-8"))
+        separator = b","
+    parts.append(b"\n  ]" if len(parts) > 1 else b"[]")
+    parts.append((after + "\n").encode("utf-8"))
+    return b"".join(parts)
 
 
 def _last_used(value: str | None) -> str:
@@ -186,7 +274,14 @@ def flat_record(record: dict[str, Any]) -> dict[str, Any]:
     steps = record["remediation"]
     links = record["links"]
     flat = {k: record[k] for k in _SCALARS}
+    exception = record["exception"] or {}
     flat.update(
+        owner_notes="\n".join(record["owner_notes"]),
+        exception_id=exception.get("id"),
+        exception_reason=exception.get("reason"),
+        exception_approved_by=exception.get("approved_by"),
+        exception_expires=exception.get("expires"),
+        exception_expired=exception.get("expired"),
         access_key_ids="; ".join(details["access_key_ids"]),
         unused_services="; ".join(
             f"{s['namespace']} ({_last_used(s['last_accessed'])})" for s in services
@@ -196,6 +291,8 @@ def flat_record(record: dict[str, Any]) -> dict[str, Any]:
             for s in services
             for a in s["actions"]
         ),
+        attached_policies="; ".join(details["attached_policies"]),
+        principal_tags="; ".join(f"{t['key']}={t['value']}" for t in details["principal_tags"]),
         recommendation=_compact_json(record["recommendation"]),
         remediation_steps="; ".join(f"{n}. {s['title']}" for n, s in enumerate(steps, 1)),
         # One command per line: pasted into a shell, the cell runs the steps in order.
@@ -207,7 +304,6 @@ def flat_record(record: dict[str, Any]) -> dict[str, Any]:
         link_access_analyzer=links["access_analyzer"],
         link_security_hub=links["security_hub"],
         sources="; ".join(f"{s['source']}:{s['id']}" for s in record["sources"]),
-        exception=_compact_json(record["exception"]),
     )
     return {k: flat[k] for k in FLAT_COLUMNS}
 
@@ -239,6 +335,8 @@ def findings_csv(items: Iterable[ReportItem]) -> bytes:
 def _csv_cell(value: Any) -> str:
     if value is None:
         return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, str):
         return defuse_csv(value)
     return str(value)

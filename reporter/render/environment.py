@@ -26,7 +26,8 @@ from jinja2 import (
 from markupsafe import Markup
 
 from reporter.errors import RenderError
-from reporter.render.data import iso_datetime, linkable
+from reporter.models import FindingType
+from reporter.render.data import iso_datetime, linkable, step_detail
 
 TEMPLATE_PACKAGE = "reporter.templates"
 
@@ -75,9 +76,19 @@ def make_environment(template_dir: Path | None = None) -> Environment:
         plural=plural,
         visible=visible,
         iso=iso_datetime,
+        step_detail=step_detail,
+        type_label=type_label,
     )
     env.tests["linkable"] = linkable
     return env
+
+
+def type_label(value: str) -> str:
+    """`UnusedIAMRole` -> `Unused role`; an unknown type is shown as it is."""
+    try:
+        return FindingType(value).label
+    except ValueError:
+        return value
 
 
 def _finalize(value: Any) -> Any:

@@ -1,4 +1,4 @@
-"""JSON Schema (draft 2020-12) of `data/findings.json`, schema_version 1.
+"""JSON Schema (draft 2020-12) of `data/findings.json`, schema_version 2.
 
 Kept as a Python constant rather than a `.json` file so it ships with the package without a
 package-data entry; `json.dumps(FINDINGS_SCHEMA)` gives the file form for consumers.
@@ -9,6 +9,8 @@ asked to.
 from __future__ import annotations
 
 from typing import Any
+
+from reporter.render.data import SCHEMA_VERSION
 
 _DATE = {"type": "string", "format": "date", "pattern": r"^\d{4}-\d{2}-\d{2}$"}
 _DATETIME = {
@@ -65,8 +67,14 @@ FINDING_SCHEMA: dict[str, Any] = _object(
         "unused_days": _nullable({"type": "integer", "minimum": 0}),
         "last_accessed": _nullable(_DATETIME),
         "first_seen": _nullable(_DATE),
+        "new": {"type": "boolean"},
+        "age_days": _nullable({"type": "integer", "minimum": 0}),
+        "sla_days": _nullable({"type": "integer", "minimum": 0}),
+        "sla_breached": {"type": "boolean"},
         "owner": _nullable({"type": "string"}),
         "owner_rule": {"type": "string"},
+        "owner_manager": _nullable({"type": "string"}),
+        "owner_notes": {"type": "array", "items": {"type": "string"}},
         "region": _nullable({"type": "string"}),
         "created_at": _nullable(_DATETIME),
         "updated_at": _nullable(_DATETIME),
@@ -74,10 +82,38 @@ FINDING_SCHEMA: dict[str, Any] = _object(
             {
                 "access_key_ids": {"type": "array", "items": {"type": "string"}},
                 "services": {"type": "array", "items": _SERVICE},
+                "attached_policies": {"type": "array", "items": {"type": "string"}},
+                "principal_tags": {
+                    "type": "array",
+                    "items": _object({"key": {"type": "string"}, "value": {"type": "string"}}),
+                },
+                "policy_documents": {
+                    "type": "array",
+                    "items": _object(
+                        {"policy_id": {"type": "string"}, "document": {"type": "string"}}
+                    ),
+                },
             }
         ),
-        # Shape to be fixed when enrich produces recommendations.
-        "recommendation": _nullable({"type": "object"}),
+        "recommendation": _nullable(
+            _object(
+                {
+                    "status": {"type": "string"},
+                    "error": _nullable({"type": "string"}),
+                    "steps": {
+                        "type": "array",
+                        "items": _object(
+                            {
+                                "action": {"type": "string"},
+                                "existing_policy_id": _nullable({"type": "string"}),
+                                "recommended_policy": _nullable({"type": "string"}),
+                                "policy_updated_at": _nullable(_DATETIME),
+                            }
+                        ),
+                    },
+                }
+            )
+        ),
         "remediation": {
             "type": "array",
             "items": _object(
@@ -86,6 +122,7 @@ FINDING_SCHEMA: dict[str, Any] = _object(
                     "command": {"type": "string"},
                     "console_url": _nullable(_URL),
                     "rollback": _nullable({"type": "string"}),
+                    "detail": _nullable({"type": "string"}),
                 }
             ),
         },
@@ -107,26 +144,26 @@ FINDING_SCHEMA: dict[str, Any] = _object(
             ),
         },
         "exception": _nullable(
-            {
-                "type": "object",
-                "properties": {
+            _object(
+                {
+                    "id": {"type": "string"},
                     "reason": {"type": "string"},
                     "approved_by": {"type": "string"},
-                    "expires": _nullable(_DATE),
-                },
-                "required": ["reason", "approved_by", "expires"],
-            }
+                    "expires": _DATE,
+                    "expired": {"type": "boolean"},
+                }
+            )
         ),
     }
 )
 
 FINDINGS_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "$id": "urn:unused-access-reporter:findings:1",
+    "$id": f"urn:unused-access-reporter:findings:{SCHEMA_VERSION}",
     "title": "unused-access-reporter data/findings.json",
     **_object(
         {
-            "schema_version": {"const": 1},
+            "schema_version": {"const": SCHEMA_VERSION},
             "run_id": {"type": "string", "minLength": 1},
             "generated_at": _DATETIME,
             "findings": {"type": "array", "items": FINDING_SCHEMA},

@@ -17,6 +17,7 @@ from reporter.models import (
     OrgSummary,
     OwnerReport,
     ReportItem,
+    TrendPoint,
 )
 
 
@@ -38,6 +39,8 @@ class Count:
 class AccountSection:
     account: Account
     items: tuple[ReportItem, ...]
+    # Findings of this account left out of the PDF by a per-account cap (all are in the workbook).
+    hidden: int = 0
 
     @property
     def anchor(self) -> str:
@@ -51,6 +54,18 @@ class OwnerRank:
     findings: int
     active: int
     oldest_days: int | None
+    sla_breached: int = 0
+    new: int = 0
+
+
+@dataclass(frozen=True)
+class Attention:
+    """The counts a reader acts on first."""
+
+    new: int
+    sla_breached: int
+    excepted: int
+    exception_expired: int
 
 
 @dataclass(frozen=True)
@@ -81,12 +96,13 @@ def by_status(items: Iterable[ReportItem]) -> dict[str, int]:
 
 
 def sections(
-    items: Sequence[ReportItem], accounts: Sequence[Account]
+    items: Sequence[ReportItem], accounts: Sequence[Account], limit: int | None = None
 ) -> tuple[AccountSection, ...]:
     """Findings grouped by account, in the order aggregate gave the accounts.
 
-    Items keep their order within an account. An item whose account is missing from `accounts`
-    still gets a section (after the others): a report must never drop a finding.
+    Items keep their order within an account (highest priority first). An item whose account is
+    missing from `accounts` still gets a section (after the others): a report must never drop a
+    finding. With `limit`, a section keeps its first `limit` items and counts the rest as hidden.
     """
     grouped: dict[str, list[ReportItem]] = {a.id: [] for a in accounts}
     known = {a.id: a for a in accounts}
@@ -96,7 +112,50 @@ def sections(
             grouped[account_id] = []
             known[account_id] = item.account
         grouped[account_id].append(item)
-    return tuple(AccountSection(known[k], tuple(v)) for k, v in grouped.items() if v)
+    return tuple(
+        AccountSection(known[k], tuple(v[:limit]), max(0, len(v) - limit) if limit else 0)
+        for k, v in grouped.items()
+        if v
+    )
+
+
+def active(items: Iterable[ReportItem]) -> tuple[ReportItem, ...]:
+    """Findings that need a decision: everything not covered by a valid exception."""
+    return tuple(i for i in items if i.status is not FindingStatus.EXCEPTED)
+
+
+@dataclass(frozen=True)
+class TrendBar:
+    """One run in the trend chart, in the chart's 0..100 x 0..40 coordinates."""
+
+    x: float
+    width: float
+    height: float
+    label: str
+    findings: int
+    new: int
+    resolved: int
+
+
+def trend_bars(points: Sequence[TrendPoint]) -> tuple[TrendBar, ...]:
+    """Bars for the recent runs, oldest first, scaled to the largest."""
+    if not points:
+        return ()
+    largest = max(p.findings for p in points) or 1
+    slot = 100 / len(points)
+    width = slot * 0.6
+    return tuple(
+        TrendBar(
+            x=n * slot + (slot - width) / 2,
+            width=width,
+            height=36 * p.findings / largest,
+            label=p.started_at.strftime("%d %b"),
+            findings=p.findings,
+            new=p.new,
+            resolved=p.resolved,
+        )
+        for n, p in enumerate(points)
+    )
 
 
 def by_account(items: Sequence[ReportItem], accounts: Sequence[Account]) -> tuple[Count, ...]:
@@ -139,7 +198,37 @@ def _rank(report: OwnerReport) -> OwnerRank:
         findings=len(report.items),
         active=sum(1 for i in report.items if i.status is FindingStatus.ACTIVE),
         oldest_days=max(ages) if ages else None,
+        sla_breached=sum(1 for i in report.items if i.sla_breached),
+        new=sum(1 for i in report.items if i.new),
     )
+
+
+def attention(items: Iterable[ReportItem]) -> Attention:
+    new = breached = excepted = expired = 0
+    for i in items:
+        new += i.new
+        breached += i.sla_breached
+        excepted += i.status is FindingStatus.EXCEPTED
+        expired += i.exception is not None and i.exception.expired
+    return Attention(new, breached, excepted, expired)
+
+
+def sla_breaches(items: Iterable[ReportItem], limit: int) -> tuple[ReportItem, ...]:
+    """Findings past their SLA, the most overdue first."""
+    late = [i for i in items if i.sla_breached]
+    late.sort(key=lambda i: (-((i.age_days or 0) - (i.sla_days or 0)), -i.priority, i.finding.key))
+    return tuple(late[:limit])
+
+
+def new_items(items: Iterable[ReportItem], limit: int) -> tuple[ReportItem, ...]:
+    return tuple(i for i in items if i.new)[:limit]
+
+
+def excepted(items: Iterable[ReportItem]) -> tuple[ReportItem, ...]:
+    """Findings an exception covers, expired ones (active again) first."""
+    covered = [i for i in items if i.exception is not None]
+    covered.sort(key=lambda i: (not i.exception.expired if i.exception else True, i.finding.key))
+    return tuple(covered)
 
 
 def all_items(summary: OrgSummary) -> tuple[ReportItem, ...]:
