@@ -2,13 +2,16 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# Every dependency, pinned with hashes: `make lock` writes both files from pyproject.toml.
+LOCK := requirements/lock.txt
+DEV_LOCK := requirements/dev-lock.txt
 
-.PHONY: demo test lint typecheck unit system-deps install install-dev clean
+.PHONY: demo test lint typecheck unit audit lock system-deps install install-dev clean
 
 demo: install
 	$(BIN)/access-reporter demo
 
-test: install-dev lint typecheck unit
+test: install-dev audit lint typecheck unit
 
 lint:
 	$(BIN)/ruff check .
@@ -20,6 +23,18 @@ typecheck:
 unit:
 	$(BIN)/pytest
 
+# Known vulnerabilities in any locked package fail the build. AUDIT_FLAGS=--strict also fails
+# when a package cannot be looked up (no route to the vulnerability service).
+audit:
+	$(BIN)/pip-audit --requirement $(DEV_LOCK) --require-hashes --disable-pip --progress-spinner off $(AUDIT_FLAGS)
+
+# Re-resolve after a change to pyproject.toml; `make lock UPGRADE=--upgrade` moves every pin
+# to its newest release (then `make test`, which audits the new pins).
+LOCK_FLAGS := --python-version 3.11 --universal --generate-hashes --quiet $(UPGRADE)
+lock: install-dev
+	$(BIN)/uv pip compile pyproject.toml --extra dev $(LOCK_FLAGS) -o $(DEV_LOCK)
+	$(BIN)/uv pip compile pyproject.toml -c $(DEV_LOCK) $(LOCK_FLAGS) -o $(LOCK)
+
 system-deps:
 	@PY=$(PY) scripts/system-deps.sh
 
@@ -28,10 +43,15 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 install: system-deps $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip check
 
 install-dev: system-deps $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@PY=$(PY) scripts/system-deps.sh --browser
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(DEV_LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip check
 
 clean:
 	rm -rf $(VENV) reports build *.egg-info .mypy_cache .pytest_cache .ruff_cache
