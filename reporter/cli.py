@@ -4,25 +4,29 @@ with a hint and an exit code (0 ok, 1 incomplete, 2 usage/config, 3 nothing coll
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from . import __version__
-from .config import Settings, dump_yaml, load_data, load_file, redacted
+from .config import Settings, Transport, dump_yaml, load_data, load_file, redacted
+from .deliver.driver import Preview
 from .errors import ReporterError, UsageError
-from .evidence import MANIFEST, verify
+from .evidence import commands as evidence_commands
 from .models import RunResult
 from .pipeline import Dependencies, run
 from .session import AwsOptions, SessionFactory, SessionHook
+from .web import commands as web_commands
+
+if TYPE_CHECKING:
+    from .sandbox import Sandbox
 
 DEFAULT_CONFIG = Path("config/reporter.yaml")
 
@@ -61,20 +65,28 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run on the schedule from the config until stopped")
     serve.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
 
+    preview = sub.add_parser(
+        "preview",
+        help="render one owner's e-mail and attachments, or send them only to --to",
+        description="Runs the report, then writes the owner's message to the run's outbox/ "
+        "(or sends it only to --to). No one else is mailed, the delivery ledger is not "
+        "touched, and the finding history is read from a copy.",
+    )
+    preview.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
+    preview.add_argument("--owner", required=True, help="the owner's e-mail address")
+    preview.add_argument("--to", help="send the message to this address only")
+    preview.add_argument("--out", type=Path, default=Path("preview"), help="output folder")
+
+    health = sub.add_parser(
+        "health", help="the last scheduled run and the next one, as JSON (exit 1 if overdue)"
+    )
+    health.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
+
     validate = sub.add_parser("validate-config", help="validate a config file strictly")
     validate.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
 
-    evidence = sub.add_parser("evidence", help="audit evidence of past runs")
-    ev_sub = evidence.add_subparsers(dest="evidence_command", required=True, metavar="ACTION")
-    for name, text in (
-        ("list", "list runs"),
-        ("show", "show a run's manifest"),
-        ("verify", "recompute every hash of a run"),
-    ):
-        p = ev_sub.add_parser(name, help=text)
-        if name != "list":
-            p.add_argument("run_id")
-        p.add_argument("--dir", type=Path, default=Path("reports"), help="evidence folder")
+    evidence_commands.add_parsers(sub)
+    web_commands.add_parsers(sub)
     return parser
 
 
@@ -119,13 +131,21 @@ def _dispatch(args: argparse.Namespace) -> int:
             return _run(args.config, args.out, args.no_send, tuple(args.from_file))
         case "serve":
             return _serve(args.config)
+        case "preview":
+            return _preview(args.config, args.owner, args.to, args.out)
+        case "health":
+            return _health(args.config)
         case "validate-config":
             settings = load_file(args.config, os.environ)
             sys.stdout.write(dump_yaml(redacted(settings)))
             print(f"# {args.config}: valid", file=sys.stderr)
             return 0
         case "evidence":
-            return _evidence(args)
+            return evidence_commands.run_command(args)
+        case "web":
+            return web_commands.run_web_command(args)
+        case "hash-password":
+            return web_commands.hash_password_command()
     raise UsageError(f"unknown command {args.command!r}")
 
 
@@ -148,6 +168,7 @@ def _demo(out: Path, seed: int, accounts: int) -> int:
                 "state": {
                     "database_url": f"sqlite:///{(out / '.state' / 'reporter.db').resolve()}"
                 },
+                "exceptions": {"rules": _demo_exceptions(sandbox)},
             },
             environ={},
             source="built-in demo settings",
@@ -155,6 +176,25 @@ def _demo(out: Path, seed: int, accounts: int) -> int:
         result = _execute(settings, out, sandbox.session(), sandbox.configure_session)
     print(f"Sandbox organization (seed {seed}): no AWS account was used.")
     return _report(result, sys.stdout)
+
+
+def _demo_exceptions(sandbox: Sandbox) -> list[dict[str, object]]:
+    """One approved exception, so the demo shows the excepted section and an expiry notice."""
+    role = next(
+        (e for e in sandbox.reportable if e.finding_type == "UnusedIAMRole" and e.owner), None
+    )
+    if role is None:
+        return []
+    return [
+        {
+            "id": "demo-break-glass",
+            "principal_arn": role.principal_arn,
+            "types": ["UnusedIAMRole"],
+            "reason": "break-glass role for incident response; reviewed every quarter",
+            "approved_by": "security-team@example.com",
+            "expires": (datetime.now(UTC) + timedelta(days=10)).date().isoformat(),
+        }
+    ]
 
 
 def _run(config: Path, out: Path | None, no_send: bool, files: tuple[Path, ...] = ()) -> int:
@@ -165,41 +205,126 @@ def _run(config: Path, out: Path | None, no_send: bool, files: tuple[Path, ...] 
         settings = load_data({}, os.environ, source="built-in defaults")
     else:
         settings = load_file(config, os.environ)
-    if not no_send:
-        _require_outbox(settings, "pass --no-send to write the e-mails to the run's outbox/")
+    if no_send:
+        settings = _with_mail(settings, transport=Transport.OUTBOX)
     base = None if files else boto3.Session()
     result = _execute(settings, out or Path(settings.reports.output_dir), base, None, files)
     return _report(result, sys.stdout)
 
 
-def _require_outbox(settings: Settings, hint: str) -> None:
-    """SMTP and SES delivery are not built yet: refuse rather than pretend to send."""
-    if settings.mail.transport.value != "outbox":
-        raise UsageError(
-            f"mail.transport {settings.mail.transport.value!r} is not available in this "
-            f"version yet\n    hint: {hint}"
-        )
+def _with_mail(settings: Settings, **changes: object) -> Settings:
+    return settings.model_copy(update={"mail": settings.mail.model_copy(update=changes)})
 
 
 def _serve(config: Path) -> int:
-    from .schedule import next_run, serve
+    from .schedule import RunRequest, Service, configure_logging, serve_forever
 
     settings = load_file(config, os.environ)
     schedule = settings.schedule
-    _require_outbox(settings, "use mail.transport: outbox")
+    configure_logging(sys.stderr)
+    log = logging.getLogger(__name__)
 
-    def job() -> None:
-        try:
-            result = _execute(settings, Path(settings.reports.output_dir), boto3.Session(), None)
-            _report(result, sys.stdout)
-        except (ReporterError, ClientError, BotoCoreError) as exc:
-            # A failed week must not stop the service: log it and wait for the next one.
-            logging.getLogger(__name__).error("scheduled run failed: %s", exc)
+    def job(request: RunRequest) -> str:
+        def progress(message: str) -> None:
+            request.checkpoint()  # the stages' boundaries are where a stop request is honoured
+            log.info("%s", message)
 
-    upcoming = next_run(schedule.cron, schedule.timezone, datetime.now(UTC))
-    print(f"serving: {schedule.cron!r} in {schedule.timezone}; next run {upcoming}")
-    serve(schedule.cron, schedule.timezone, schedule.misfire_grace_seconds, job)
+        result = _execute(
+            settings,
+            Path(settings.reports.output_dir),
+            boto3.Session(),
+            None,
+            delivery_round=request.round_id,
+            should_stop=request.should_stop,
+            progress=progress,
+        )
+        log.info(
+            "run %s: %d findings, %d owners, %d undelivered, exit %d",
+            result.context.run_id,
+            result.findings,
+            len(result.owners),
+            len(result.undelivered),
+            result.exit_code,
+        )
+        return result.context.run_id
+
+    service = Service(
+        database_url=settings.state.database_url,
+        job=job,
+        when=schedule.trigger(),
+        timezone=schedule.timezone,
+        misfire_grace_seconds=schedule.misfire_grace_seconds,
+        lease_seconds=schedule.lock_lease_seconds,
+    )
+    log.info("serving %r in %s", schedule.cron, schedule.timezone)
+    serve_forever(service)
     return 0
+
+
+def _preview(config: Path, owner: str, to: str | None, out: Path) -> int:
+    import tempfile
+
+    from .deliver.driver import Preview
+
+    settings = load_file(config, os.environ)
+    if to is not None and not settings.owners.allows(to):
+        raise UsageError(
+            f"--to {to}: outside owners.allowed_domains\n"
+            f"    hint: use an address at {', '.join(settings.owners.allowed_domains)}"
+        )
+    with tempfile.TemporaryDirectory(prefix="access-reporter-preview-") as scratch:
+        # The history is read from a copy: a preview must not move first-seen or resolved dates.
+        settings = settings.model_copy(
+            update={"state": settings.state.model_copy(
+                update={"database_url": _scratch_copy(settings.state.database_url, scratch)})}
+        )  # fmt: skip
+        if hasattr(settings, "evidence"):
+            # …and is never published to the evidence store.
+            settings = settings.model_copy(
+                update={"evidence": settings.evidence.model_copy(update={"store": "local"})}
+            )
+        result = _execute(
+            settings, out, boto3.Session(), None, preview=Preview(owner=owner.lower(), to=to)
+        )
+    if all(o.lower() != owner.lower() for o, _ in result.owners):
+        raise UsageError(
+            f"--owner {owner}: no findings for this owner in this run\n"
+            f"    hint: owners in this run: {', '.join(o for o, _ in result.owners) or 'none'}"
+        )
+    where = f"sent to {to}" if to else f"written to {result.run_dir}/outbox/"
+    print(f"Preview of {owner}'s message {where}.")
+    return 1 if result.undelivered else 0
+
+
+def _scratch_copy(url: str, scratch: str) -> str:
+    """A SQLite state database is copied (faithful history); any other gets an empty one."""
+    import shutil
+
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    target = Path(scratch) / "state.db"
+    source = Path(parsed.database or "")
+    if parsed.get_backend_name() == "sqlite" and parsed.database and source.is_file():
+        shutil.copyfile(source, target)
+    return f"sqlite:///{target}"
+
+
+def _health(config: Path) -> int:
+    import json
+
+    from .schedule import health
+
+    settings = load_file(config, os.environ)
+    schedule = settings.schedule
+    status = health(
+        settings.state.database_url,
+        schedule.trigger(),
+        schedule.misfire_grace_seconds,
+        datetime.now(UTC),
+    )
+    print(json.dumps(status, indent=2))
+    return 0 if status["ok"] else 1
 
 
 def _execute(
@@ -208,6 +333,11 @@ def _execute(
     base: boto3.Session | None,
     configure: SessionHook | None,
     files: tuple[Path, ...] = (),
+    *,
+    delivery_round: str | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+    progress: Callable[[str], None] | None = None,
+    preview: Preview | None = None,
 ) -> RunResult:
     org = settings.organization
     external_id = org.external_id.get_secret_value() if org.external_id else None
@@ -223,7 +353,10 @@ def _execute(
         sessions=SessionFactory(base, options, configure) if base is not None else None,
         output_dir=out,
         files=files,
-        progress=_progress if sys.stderr.isatty() else lambda message: None,
+        progress=progress or (_progress if sys.stderr.isatty() else lambda message: None),
+        delivery_round=delivery_round,
+        should_stop=should_stop,
+        preview=preview,
     )
     return run(settings, deps, datetime.now(UTC).replace(microsecond=0))
 
@@ -256,45 +389,7 @@ def _report(result: RunResult, out: TextIO) -> int:
     for c in result.coverage:
         if c.in_scope and not c.covered:
             print(f"  NOT COVERED {c.account_id} {c.account_name}: {c.reason}", file=out)
+    for recipient, error in result.undelivered:
+        print(f"  NOT DELIVERED {recipient}: {error}", file=out)
     print(f"Reports: {result.run_dir}", file=out)
     return result.exit_code
-
-
-def _evidence(args: argparse.Namespace) -> int:
-    root: Path = args.dir
-    if args.evidence_command == "list":
-        for manifest_path in sorted(root.glob(f"*/{MANIFEST}")):
-            if manifest_path.parent.name.startswith("."):
-                continue  # an unfinished `.<run>.partial` folder is not a run
-            try:
-                manifest: dict[str, Any] = json.loads(manifest_path.read_text(encoding="utf-8"))
-                counts = manifest.get("counts", {})
-                run_id = manifest["run_id"]
-            except (ValueError, KeyError, AttributeError) as exc:
-                print(f"{manifest_path.parent.name}  UNREADABLE manifest ({exc})")
-                continue
-            print(
-                f"{run_id}  {manifest.get('started_at', '')}  "
-                f"findings={counts.get('findings', '?')} owners={counts.get('owners', '?')} "
-                f"exit={manifest.get('exit_code', '?')}"
-            )
-        return 0
-    run_dir = root / args.run_id
-    if args.run_id.startswith(".") or "/" in args.run_id or not (run_dir / MANIFEST).is_file():
-        raise UsageError(
-            f"no complete run {args.run_id!r} in {root}\n"
-            "    hint: `access-reporter evidence list` shows the runs"
-        )
-    if args.evidence_command == "show":
-        sys.stdout.write((run_dir / MANIFEST).read_text(encoding="utf-8"))
-        return 0
-    result = verify(run_dir)
-    for label, paths in (
-        ("missing", result.missing),
-        ("changed", result.changed),
-        ("extra", result.extra),
-    ):
-        for path in paths:
-            print(f"{label}: {path}")
-    print(f"{args.run_id}: {'verified' if result.ok else 'FAILED verification'}")
-    return 0 if result.ok else 1

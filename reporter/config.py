@@ -18,9 +18,10 @@ import difflib
 import hashlib
 import json
 import re
+import typing
 import zoneinfo
 from collections.abc import Iterator, Mapping
-from datetime import UTC
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, TypeAlias
@@ -36,6 +37,7 @@ from pydantic import (
     PrivateAttr,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -43,7 +45,16 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
 from reporter.errors import ConfigError, ConfigProblem
-from reporter.owners import is_allowed
+from reporter.models import FindingType
+from reporter.owners import DEFAULT_LADDER, Step, is_allowed
+
+# A live key or password is an open door: fix within a month; roles and permissions later.
+DEFAULT_SLA_DAYS = {
+    FindingType.UNUSED_ACCESS_KEY: 30,
+    FindingType.UNUSED_PASSWORD: 30,
+    FindingType.UNUSED_ROLE: 60,
+    FindingType.UNUSED_PERMISSION: 90,
+}
 
 __all__ = [
     "REDACTED",
@@ -187,6 +198,17 @@ TagKey = Annotated[str, Field(min_length=1, max_length=128)]
 OwnerName = Annotated[
     str, _matcher(r".*\S.*", "owner name is blank", "the name as the owner tags spell it")
 ]
+
+
+def _owner_ref(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise _invalid("owner is blank", "an e-mail address, or a name listed in owners.names")
+    return value
+
+
+# An address or a name from `owners.names`; which of the two is checked with the section.
+OwnerRef = Annotated[str, AfterValidator(_owner_ref)]
 
 
 def _http_url(value: str) -> str:
@@ -402,6 +424,88 @@ class AccessAnalyzerSource(_Section):
         description="ARN of the organization unused-access analyzer; "
         "null = find it in the delegated administrator.",
     )
+    recommendations: bool = Field(
+        True,
+        description="Fetch the policy recommendation of every UnusedPermission finding "
+        "(needs access-analyzer:GenerateFindingRecommendation; cached between runs).",
+    )
+
+
+class CollectionSettings(_Section):
+    workers: int = Field(
+        8,
+        ge=1,
+        le=64,
+        description="Threads that read member accounts and Access Analyzer finding details "
+        "at the same time (1–64).",
+    )
+    account_timeout_seconds: float = Field(
+        300,
+        gt=0,
+        le=86400,
+        description="An account source that takes longer than this for one account leaves "
+        "that account not covered (seconds).",
+    )
+    recommendation_poll_seconds: float = Field(
+        0.5,
+        gt=0,
+        le=60,
+        description="First wait before asking for a recommendation; doubles per poll, at "
+        "most 30 s (seconds).",
+    )
+    recommendation_max_polls: int = Field(
+        10,
+        ge=1,
+        le=50,
+        description="Polls of one recommendation before it is reported without (1–50).",
+    )
+    access_analyzer_rate: float = Field(
+        0,
+        ge=0,
+        le=1000,
+        description="Requests per second for Access Analyzer calls; 0 = not paced (AWS "
+        "publishes no rate; adaptive retries handle throttling).",
+    )
+
+
+class IamMode(StrEnum):
+    FALLBACK = "fallback"
+    ALWAYS = "always"
+
+
+class IamSettings(_Section):
+    enabled: bool = Field(
+        True,
+        description="Read IAM's own last-used data (credential report, GetRole) in member "
+        "accounts through the member role.",
+    )
+    mode: IamMode = Field(
+        IamMode.FALLBACK,
+        description="fallback: only accounts the unused-access analyzer does not cover; "
+        "always: every account in scope.",
+    )
+    unused_after_days: int = Field(
+        90,
+        ge=1,
+        le=365,
+        description="Days without use after which a role, password or access key is unused "
+        "(1–365); like the analyzer's tracking period, principals younger than this are not "
+        "assessed.",
+    )
+
+
+class SecurityHubV2Settings(_Section):
+    enabled: bool = Field(
+        False,
+        description="Read findings from the new Security Hub (OCSF, GetFindingsV2) in the "
+        "delegated administrator.",
+    )
+    product_name: str | None = Field(
+        "IAM Access Analyzer",
+        min_length=1,
+        description="metadata.product.name that GetFindingsV2 filters on; null = no server-side "
+        "filter (every finding is read and checked client-side).",
+    )
 
 
 class SourcesSettings(_Section):
@@ -412,17 +516,50 @@ class SourcesSettings(_Section):
         default_factory=AccessAnalyzerSource,
         description="IAM Access Analyzer (ListFindingsV2 / GetFindingV2).",
     )
+    iam: IamSettings = Field(
+        default_factory=IamSettings,
+        description="IAM last-used data per member account (no analyzer needed).",
+    )
+    security_hub_v2: SecurityHubV2Settings = Field(
+        default_factory=SecurityHubV2Settings,
+        description="The new Security Hub (OCSF findings).",
+    )
 
 
 class OwnersSettings(_Section):
+    ladder: tuple[Step, ...] = Field(
+        DEFAULT_LADDER,
+        min_length=1,
+        description="Owner rules tried in this order, first usable owner wins: principal_tag, "
+        "account_tag, ou, owner_map, alternate_contact; `fallback` last.",
+    )
+    principal_tag_keys: tuple[TagKey, ...] = Field(
+        ("owner",),
+        min_length=1,
+        description="IAM user/role tag keys that name the owner, in order; the first present wins.",
+    )
     account_tag_keys: tuple[TagKey, ...] = Field(
         ("owner",),
         min_length=1,
         description="Account tag keys that name the owner, in order; the first present wins.",
     )
+    ous: dict[OuId, OwnerRef] = Field(
+        default_factory=dict,
+        description="OU or root id → owner (address or a name from names); the OU nearest the "
+        "account wins.",
+    )
+    accounts: dict[AccountId, OwnerRef] = Field(
+        default_factory=dict,
+        description="Account id (quoted) → owner (address or a name from names).",
+    )
     names: dict[OwnerName, Email] = Field(
         default_factory=dict,
-        description="Owner name → e-mail address, for owner tags that hold names.",
+        description="Owner name → e-mail address, for owner values that hold names; inside "
+        "allowed_domains.",
+    )
+    managers: dict[Email, Email] = Field(
+        default_factory=dict,
+        description="Owner address → manager address, for escalation; both inside allowed_domains.",
     )
     fallback: tuple[Email, ...] = Field(
         ("security-team@example.com",),
@@ -453,6 +590,37 @@ class OwnersSettings(_Section):
             for index, address in enumerate(getattr(self, key)):
                 if not self.allows(address):
                     issues.add((key, index), "address outside allowed_domains", hint, address)
+        for name, address in self.names.items():
+            if not self.allows(address):
+                issues.add(("names", name), "address outside allowed_domains", hint, address)
+        for owner, manager in self.managers.items():
+            if not self.allows(owner):
+                issues.add(("managers", owner), "owner outside allowed_domains", hint, owner)
+            if not self.allows(manager):
+                issues.add(("managers", owner), "manager outside allowed_domains", hint, manager)
+        for key in ("ous", "accounts"):
+            for where, value in getattr(self, key).items():
+                if "@" not in value:
+                    if value not in self.names:
+                        issues.add(
+                            (key, where),
+                            "name not in owners.names",
+                            f"add `{value}: ADDRESS` under owners.names, or write the address",
+                            value,
+                        )
+                elif not self.allows(value):
+                    issues.add((key, where), "not a plain address in allowed_domains", hint, value)
+        ladder = list(self.ladder)
+        for index, step in enumerate(ladder):
+            if step in ladder[:index]:
+                issues.add(("ladder", index), "step listed twice", "list each step once", step)
+        if ladder[-1:] != [Step.FALLBACK]:
+            issues.add(
+                ("ladder",),
+                "must end with `fallback`",
+                "findings nobody owns go to the fallback recipients: end the list with fallback",
+                [str(step) for step in ladder],
+            )
         issues.raise_any()
         return self
 
@@ -520,6 +688,61 @@ class SesSettings(_Section):
     ) = Field(None, description="SES configuration set name for event publishing; null = none.")
 
 
+class MailRetrySettings(_Section):
+    attempts: int = Field(
+        4,
+        ge=1,
+        le=10,
+        description="Tries per message within one run for temporary failures (4xx, "
+        "throttling, dropped connections), the first included (1–10).",
+    )
+    backoff_seconds: float = Field(
+        2.0,
+        ge=0,
+        le=300,
+        description="Wait before the first retry, in seconds; doubled before each further one.",
+    )
+
+
+class LargeAttachmentSettings(_Section):
+    bucket: (
+        Annotated[
+            str,
+            _matcher(
+                r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]",
+                "not an S3 bucket name",
+                "3–63 of lower-case letters, digits, `.` and `-` (the name, not an s3:// URL)",
+            ),
+        ]
+        | None
+    ) = Field(
+        None,
+        description="S3 bucket that receives the attachments of a message over the size "
+        "limit, which then carries presigned links instead; null = such a message fails.",
+    )
+    prefix: Annotated[str, AfterValidator(_one_line)] = Field(
+        "deliveries/", description="Key prefix in the bucket; `<run>/<owner>/<file>` follows."
+    )
+    expiry_seconds: int = Field(
+        7 * 24 * 3600,
+        ge=60,
+        le=7 * 24 * 3600,
+        description="How long the presigned links work, in seconds (60–604800; a link signed "
+        "with temporary role credentials stops working when they expire).",
+    )
+
+
+class SecurityHubWorkflowSettings(_Section):
+    mark_notified: bool = Field(
+        False,
+        description="After an owner's e-mail is sent, set their Security Hub findings' "
+        "workflow status to NOTIFIED with a note (needs securityhub:BatchUpdateFindings).",
+    )
+    updated_by: Annotated[
+        str, _matcher(r"\S.{0,127}", "not a valid UpdatedBy", "1–128 characters")
+    ] = Field("unused-access-reporter", description="Name written as the note's UpdatedBy.")
+
+
 class MailSettings(_Section):
     transport: Transport = Field(
         Transport.OUTBOX,
@@ -536,6 +759,29 @@ class MailSettings(_Section):
         default_factory=SmtpSettings, description="Used when transport is smtp."
     )
     ses: SesSettings = Field(default_factory=SesSettings, description="Used when transport is ses.")
+    cc_manager_on_sla_breach: bool = Field(
+        True,
+        description="Copy the owner's manager when the report has findings past their SLA.",
+    )
+    max_message_bytes: int | None = Field(
+        None,
+        ge=10_000,
+        le=100_000_000,
+        description="Largest message to send, in bytes; above it attachments become links "
+        "(see large_attachments); null = the transport's limit (SES v2 40 MB, SMTP the size "
+        "the server announces or 25 MB, outbox none).",
+    )
+    retry: MailRetrySettings = Field(
+        default_factory=MailRetrySettings, description="Retries of temporary failures."
+    )
+    large_attachments: LargeAttachmentSettings = Field(
+        default_factory=LargeAttachmentSettings,
+        description="Where attachments go when a message would be too large.",
+    )
+    security_hub: SecurityHubWorkflowSettings = Field(
+        default_factory=SecurityHubWorkflowSettings,
+        description="Security Hub workflow updates after delivery.",
+    )
 
 
 class ReportsSettings(_Section):
@@ -552,6 +798,11 @@ class ReportsSettings(_Section):
     )
     render_workers: int = Field(
         0, ge=0, le=256, description="Processes that render reports; 0 = one per CPU."
+    )
+    sla_days: dict[FindingType, Annotated[int, Field(ge=1, le=3650)]] = Field(
+        default_factory=lambda: dict(DEFAULT_SLA_DAYS),
+        description="Days a finding of each type may stay open before it breaches its SLA "
+        "(keys: the four finding types; types left out have no SLA).",
     )
 
 
@@ -585,6 +836,13 @@ class ScheduleSettings(_Section):
         ge=1,
         le=7 * 24 * 3600,
         description="A run missed (service down) by up to this many seconds still happens.",
+    )
+    lock_lease_seconds: int = Field(
+        900,
+        ge=30,
+        le=24 * 3600,
+        description="Run lock lease in the state database, renewed while a run is alive; a "
+        "replica that died holding it is taken over after this many seconds (30–86400).",
     )
 
     @field_validator("cron")
@@ -629,6 +887,354 @@ class ScheduleSettings(_Section):
         return CronTrigger.from_crontab(self.cron, timezone=self.zone())
 
 
+# --- exceptions ---------------------------------------------------------------------------------
+
+_DATE_HINT = "write the date as YYYY-MM-DD, e.g. `expires: 2026-06-30`"
+
+
+def _today(info: ValidationInfo) -> date:
+    # `load_data(today=...)` passes the day in, so tests and runs agree on what "ahead" means.
+    context = info.context if isinstance(info.context, Mapping) else {}
+    today = context.get("today")
+    return today if isinstance(today, date) else datetime.now(UTC).date()
+
+
+def _expiry_date(value: Any) -> Any:
+    # pydantic would read a number as a Unix timestamp (20260630 → 1970-08-23) and a datetime
+    # as its date; an exception date is a calendar day written as such, nothing else.
+    if isinstance(value, datetime):
+        raise _invalid("must be a date without a time", _DATE_HINT)
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
+        try:
+            return date.fromisoformat(value.strip())
+        except ValueError as exc:
+            raise _invalid("not a valid date", _DATE_HINT, detail=str(exc)) from None
+    raise _invalid("not a date", _DATE_HINT)
+
+
+def _arn_glob(value: str) -> str:
+    if not value.strip() or any(ch in value for ch in "\r\n"):
+        raise _invalid("empty or multi-line pattern", "one line, e.g. `arn:aws:iam::*:role/ci-*`")
+    if not value.startswith(("arn:", "*", "?", "[")):
+        raise _invalid(
+            "not an ARN pattern",
+            "match the whole principal ARN, e.g. `arn:aws:iam::*:role/ci-*` "
+            "(a bare name matches nothing)",
+        )
+    return value
+
+
+def _non_blank(value: str) -> str:
+    if not value.strip():
+        raise _invalid("is blank", "say why the access must stay, e.g. the approving ticket")
+    return value
+
+
+RuleId = Annotated[
+    str,
+    _matcher(
+        r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}",
+        "not a valid exception id",
+        "1–64 letters, digits and `_.:-`, starting with a letter or digit, e.g. `EXC-2024-017`",
+    ),
+]
+ExpiryDate = Annotated[date, BeforeValidator(_expiry_date)]
+ArnGlob = Annotated[str, AfterValidator(_arn_glob)]
+
+
+def _file_path(value: Any) -> Any:
+    if isinstance(value, str) and (not value.strip() or "\x00" in value):
+        raise _invalid("not a file path", "e.g. `exceptions.yaml`, next to this config file")
+    return value
+
+
+class ExceptionRuleSettings(_Section):
+    """One exception: which findings it covers, why, who approved it, and until when."""
+
+    id: RuleId = Field(description="Unique name of the exception, e.g. `EXC-2024-017`; required.")
+    accounts: tuple[AccountId, ...] = Field(
+        (), description="Matches findings in these 12-digit account ids (quoted)."
+    )
+    principal_arn: ArnGlob | None = Field(
+        None,
+        description="Matches principal ARNs by glob: `*` is any text, `/` included, `?` one "
+        "character, e.g. `arn:aws:iam::*:role/ci-*`.",
+    )
+    types: tuple[FindingType, ...] = Field(
+        (),
+        description="Matches these finding types: UnusedIAMRole, UnusedIAMUserAccessKey, "
+        "UnusedIAMUserPassword, UnusedPermission.",
+    )
+    principal_tags: dict[TagKey, str] = Field(
+        default_factory=dict,
+        description="Matches principals carrying every one of these tags with exactly this value.",
+    )
+    reason: Annotated[str, AfterValidator(_non_blank)] = Field(
+        description="Why the access must stay (a sentence, a ticket); required."
+    )
+    approved_by: Email = Field(
+        description="E-mail address of whoever approved the exception; required."
+    )
+    expires: ExpiryDate = Field(
+        description="Last day the exception applies (YYYY-MM-DD), at most "
+        "exceptions.max_days_ahead days from today; required."
+    )
+
+
+class ExceptionsSettings(_Section):
+    file: Annotated[Path, BeforeValidator(_file_path)] | None = Field(
+        None,
+        description="YAML file with more rules (`rules:` list, as below), relative to this "
+        "config file, e.g. `exceptions.yaml`; null = rules only here.",
+    )
+    max_days_ahead: int = Field(
+        365, ge=1, le=3650, description="Latest allowed expiry, in days from today (1–3650)."
+    )
+    warn_days: int = Field(
+        14,
+        ge=0,
+        le=365,
+        description="An exception expiring within this many days is listed for its owners and "
+        "approver (0–365).",
+    )
+    rules: tuple[ExceptionRuleSettings, ...] = Field(
+        (),
+        description="Exceptions: id, matchers (accounts, principal_arn, types, principal_tags; "
+        "all given must match), reason, approved_by, expires. The first matching rule applies.",
+    )
+
+    # Rules read from `file` by the loader, and the file as written in the config (for labels).
+    _file_rules: tuple[ExceptionRuleSettings, ...] = PrivateAttr(default=())
+    _file_label: str = PrivateAttr(default="")
+
+    @property
+    def file_rules(self) -> tuple[ExceptionRuleSettings, ...]:
+        return self._file_rules
+
+    def all_rules(self) -> tuple[tuple[str, ExceptionRuleSettings], ...]:
+        """(where it is written, rule) for every rule: these rules first, then `file`'s."""
+        inline = tuple((f"exceptions.rules[{i}]", r) for i, r in enumerate(self.rules))
+        label = self._file_label
+        loaded = tuple((f"{label}:rules[{i}]", r) for i, r in enumerate(self._file_rules))
+        return inline + loaded
+
+    @model_validator(mode="after")
+    def _dates_and_ids(self, info: ValidationInfo) -> Self:
+        issues = _Issues()
+        rules, days, today = self.rules, self.max_days_ahead, _today(info)
+        # The loader validates `exceptions.file` through this model too, under its own name.
+        context = info.context if isinstance(info.context, Mapping) else {}
+        label = str(context.get("rules_label", "exceptions.rules"))
+        _check_rules(rules, ("rules",), label, days, today, {}, issues)
+        issues.raise_any()
+        return self
+
+
+def _check_rules(
+    rules: tuple[ExceptionRuleSettings, ...],
+    prefix: Loc,
+    label: str,
+    max_days_ahead: int,
+    today: date,
+    seen: dict[str, str],
+    issues: _Issues,
+) -> None:
+    """Some matcher; expiry not too far ahead; ids unique (`seen`: id → where, across files)."""
+    latest = today + timedelta(days=max_days_ahead)
+    for index, rule in enumerate(rules):
+        if not (rule.accounts or rule.principal_arn or rule.types or rule.principal_tags):
+            # Matching everything by accident would hide every finding of the organization.
+            issues.add(
+                (*prefix, index),
+                "no matcher: an exception must say which findings it covers",
+                "add at least one of accounts, principal_arn, types, principal_tags",
+                rule.id,
+            )
+        if rule.expires > latest:
+            issues.add(
+                (*prefix, index, "expires"),
+                f"more than {max_days_ahead} days ahead",
+                f"expire on or before {latest.isoformat()} (exceptions.max_days_ahead from "
+                f"{today.isoformat()}), and renew it then",
+                rule.expires.isoformat(),
+            )
+        where = f"{label}[{index}]"
+        if rule.id in seen:
+            issues.add(
+                (*prefix, index, "id"),
+                f"duplicate id (also {seen[rule.id]})",
+                "give every exception its own id",
+                rule.id,
+            )
+        else:
+            seen[rule.id] = where
+
+
+class EvidenceStoreKind(StrEnum):
+    LOCAL = "local"
+    S3 = "s3"
+
+
+class ServerSideEncryption(StrEnum):
+    AES256 = "AES256"
+    KMS = "aws:kms"
+
+
+class ObjectLockMode(StrEnum):
+    GOVERNANCE = "GOVERNANCE"
+    COMPLIANCE = "COMPLIANCE"
+
+
+def _s3_prefix(value: str) -> str:
+    if value and (value.startswith("/") or not value.endswith("/") or "//" in value):
+        raise _invalid("not an S3 key prefix", "e.g. `unused-access-reporter/` (ends with `/`)")
+    if ".." in value.split("/") or any(ord(ch) < 32 for ch in value):
+        raise _invalid("not an S3 key prefix", "letters, digits and `/-_.`, ending with `/`")
+    return value
+
+
+def _password_hash(value: str) -> str:
+    from reporter.web.passwords import is_password_hash
+
+    if not is_password_hash(value):
+        raise _invalid(
+            "not a password hash",
+            "make one with `access-reporter hash-password` (never the password itself)",
+        )
+    return value
+
+
+def _proxy_network(value: str) -> str:
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_network(value, strict=False))
+    except ValueError:
+        raise _invalid("not an IP address or network", "e.g. `10.0.0.5` or `10.0.0.0/24`") from None
+
+
+WebUserName = Annotated[
+    str, _matcher(r"[A-Za-z0-9_.@-]{1,64}", "not a user name", "1–64 of letters, digits, `_.@-`")
+]
+
+
+class EvidenceS3Settings(_Section):
+    bucket: (
+        Annotated[
+            str,
+            _matcher(
+                r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]",
+                "not an S3 bucket name",
+                "3–63 lowercase letters, digits, `.` and `-`",
+            ),
+        ]
+        | None
+    ) = Field(None, description="Bucket holding the runs; required when store is s3.")
+    prefix: Annotated[str, AfterValidator(_s3_prefix)] = Field(
+        "unused-access-reporter/",
+        description="Key prefix; each run goes under PREFIX<run-id>/ (empty or ending in `/`).",
+    )
+    region: Region | None = Field(
+        None, description="Region of the bucket; null = organization.home_region."
+    )
+    sse: ServerSideEncryption = Field(
+        ServerSideEncryption.AES256,
+        description="Server-side encryption of every object: AES256 (SSE-S3) or aws:kms.",
+    )
+    kms_key_id: str | None = Field(
+        None, description="KMS key id or ARN for sse aws:kms; null = the AWS managed key."
+    )
+    object_lock_mode: ObjectLockMode | None = Field(
+        None,
+        description="Object Lock retention set on every object: GOVERNANCE or COMPLIANCE; "
+        "null = none (the bucket must have Object Lock enabled otherwise).",
+    )
+    object_lock_days: int = Field(
+        0, ge=0, le=36500, description="Days each object is locked; required with a mode."
+    )
+
+
+class EvidenceWebSettings(_Section):
+    enabled: bool = Field(False, description="`serve` also serves the evidence web page.")
+    host: Annotated[
+        str, _matcher(r"[^\s/]+", "not a host or address", "e.g. `127.0.0.1` or `0.0.0.0`")
+    ] = Field("127.0.0.1", description="Address the web page listens on.")
+    port: int = Field(8080, ge=1, le=65535, description="TCP port of the web page (1–65535).")
+    users: dict[WebUserName, Annotated[str, AfterValidator(_password_hash)]] = Field(
+        default_factory=dict,
+        description="User name → password hash from `access-reporter hash-password` "
+        "(HTTP Basic login).",
+    )
+    trusted_header: (
+        Annotated[
+            str,
+            _matcher(r"[A-Za-z0-9-]{1,64}", "not a header name", "e.g. `X-Forwarded-User`"),
+        ]
+        | None
+    ) = Field(
+        None,
+        description="Header naming the user, set by an authenticating reverse proxy; "
+        "believed only from trusted_proxies.",
+    )
+    trusted_proxies: tuple[Annotated[str, AfterValidator(_proxy_network)], ...] = Field(
+        (), description="Addresses or networks of that proxy."
+    )
+
+
+class EvidenceSettings(_Section):
+    store: EvidenceStoreKind = Field(
+        EvidenceStoreKind.LOCAL,
+        description="Where finished runs are kept: local (reports.output_dir) or s3.",
+    )
+    retention_days: int | None = Field(
+        None,
+        ge=1,
+        description="`evidence prune` removes complete runs older than this; null = keep all.",
+    )
+    s3: EvidenceS3Settings = Field(
+        default_factory=EvidenceS3Settings, description="Used when store is s3."
+    )
+    web: EvidenceWebSettings = Field(
+        default_factory=EvidenceWebSettings, description="The auditors' web page."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        issues = _Issues()
+        s3, web = self.s3, self.web
+        if self.store is EvidenceStoreKind.S3 and s3.bucket is None:
+            issues.add(("s3", "bucket"), "required when store is s3", "name the bucket", None)
+        if s3.kms_key_id and s3.sse is not ServerSideEncryption.KMS:
+            issues.add(
+                ("s3", "kms_key_id"), "set but sse is not aws:kms", "set `sse: aws:kms`", "…"
+            )
+        if s3.object_lock_mode and s3.object_lock_days == 0:
+            issues.add(
+                ("s3", "object_lock_days"),
+                "must be at least 1 with object_lock_mode",
+                "the days each object stays locked, e.g. 400",
+                0,
+            )
+        if s3.object_lock_days and not s3.object_lock_mode:
+            issues.add(
+                ("s3", "object_lock_mode"),
+                "required with object_lock_days",
+                "GOVERNANCE or COMPLIANCE",
+                None,
+            )
+        if web.trusted_header and not web.trusted_proxies:
+            issues.add(
+                ("web", "trusted_proxies"),
+                "empty while trusted_header is set",
+                "list the proxy's addresses: the header is believed only from them",
+                [],
+            )
+        issues.raise_any()
+        return self
+
+
 class Settings(_Section):
     """The whole configuration. Build it with `load_file` / `load_data`; `Settings()` = defaults."""
 
@@ -640,6 +1246,10 @@ class Settings(_Section):
     aws: AwsSettings = Field(default_factory=AwsSettings, description="AWS client behaviour.")
     sources: SourcesSettings = Field(
         default_factory=SourcesSettings, description="Where findings are read from."
+    )
+    collection: CollectionSettings = Field(
+        default_factory=CollectionSettings,
+        description="How sources are read: parallelism, timeouts, recommendation polling.",
     )
     owners: OwnersSettings = Field(
         default_factory=OwnersSettings, description="Who receives which findings."
@@ -653,6 +1263,14 @@ class Settings(_Section):
     )
     schedule: ScheduleSettings = Field(
         default_factory=ScheduleSettings, description="When `serve` runs the report."
+    )
+    exceptions: ExceptionsSettings = Field(
+        default_factory=ExceptionsSettings,
+        description="Approved exceptions: findings reported as excepted until they expire.",
+    )
+    evidence: EvidenceSettings = Field(
+        default_factory=EvidenceSettings,
+        description="Where run evidence is kept, how long, and the auditors' web page.",
     )
 
     # Where secret references were, and what was written there (e.g. "${DB_PASSWORD}").
@@ -699,14 +1317,26 @@ def _field_at(loc: Loc) -> tuple[type[_Section] | None, FieldInfo | None]:
     model: type[_Section] | None = Settings
     owner: type[_Section] | None = None
     field: FieldInfo | None = None
+    items: type[_Section] | None = None
     for part in loc:
+        if isinstance(part, int) and items is not None:
+            model, items = items, None  # an item of a list of sections, e.g. exceptions.rules[0]
+            continue
         if model is None:
             continue  # inside a list or mapping value: the field stays the same
         if not isinstance(part, str) or part not in model.model_fields:
             return model, None
         owner, field = model, model.model_fields[part]
-        model = _section_type(field)
+        model, items = _section_type(field), _item_section_type(field)
     return owner, field
+
+
+def _item_section_type(field: FieldInfo) -> type[_Section] | None:
+    """X for a field typed `tuple[X, ...]` where X is a section."""
+    args = typing.get_args(field.annotation)
+    if args and isinstance(args[0], type) and issubclass(args[0], _Section):
+        return args[0]
+    return None
 
 
 def _secret_field_locs(model: type[_Section] = Settings, prefix: Loc = ()) -> list[Loc]:
@@ -774,7 +1404,9 @@ def _mask_raw(value: Any, loc: Loc) -> Any:
 
 
 def _display(value: Any, loc: Loc) -> str:
-    text = repr(_mask_raw(value, loc))
+    shown = _mask_raw(value, loc)
+    # YAML reads `2026-06-30` as a date; show it as written, not as `datetime.date(...)`.
+    text = shown.isoformat() if isinstance(shown, date) else repr(shown)
     return text if len(text) <= _VALUE_WIDTH else text[: _VALUE_WIDTH - 3] + "..."
 
 
@@ -889,6 +1521,7 @@ class _Resolver:
 
 _MESSAGES = {
     "extra_forbidden": "unknown key",
+    "missing": "required key is missing",
     "model_type": "expected a mapping of settings",
     "model_attributes_type": "expected a mapping of settings",
     "dict_type": "expected a mapping",
@@ -924,6 +1557,11 @@ def _hint_for(kind: str, loc: Loc, raw: Any) -> str:
         close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
         return f"did you mean `{close[0]}`?" if close else f"allowed keys: {', '.join(allowed)}"
     description = field.description if field is not None and field.description else ""
+    item_of_list = len(loc) >= 2 and isinstance(loc[-1], int)
+    if kind in ("model_type", "model_attributes_type") and item_of_list and field is not None:
+        items = _item_section_type(field)
+        keys = ", ".join(items.model_fields) if items else ""
+        return f"each item of `{loc[-2]}` is a mapping of settings ({keys})"
     if kind in ("model_type", "model_attributes_type") and field is not None:
         section = _section_type(field)
         keys = ", ".join(section.model_fields) if section else ""
@@ -992,8 +1630,19 @@ def _problems_from_validation(
 # --------------------------------------------------------------------------------------------
 
 
-def load_data(data: Mapping[str, Any], environ: Mapping[str, str], source: str = "") -> Settings:
-    """Validate already-parsed configuration data; raises `ConfigError` with every problem."""
+def load_data(
+    data: Mapping[str, Any],
+    environ: Mapping[str, str],
+    source: str = "",
+    *,
+    base_dir: Path | None = None,
+    today: date | None = None,
+) -> Settings:
+    """Validate already-parsed configuration data; raises `ConfigError` with every problem.
+
+    `base_dir` is where a relative `exceptions.file` is read from (default: the working
+    directory); `today` (default: today in UTC) is what exception expiry dates are checked against.
+    """
     if not isinstance(data, Mapping):
         problem = ConfigProblem(
             FILE_PATH,
@@ -1002,26 +1651,31 @@ def load_data(data: Mapping[str, Any], environ: Mapping[str, str], source: str =
             "start from config/example.yaml: `key: value` lines, sections indented",
         )
         raise ConfigError([problem], source=source)
+    today = today or datetime.now(UTC).date()
     resolver = _Resolver(environ)
+    resolved: Any = None
     try:
         resolved = resolver.resolve(data, ())
         problems = [problem for _, problem in resolver.problems]
-        settings = Settings.model_validate(resolved)
+        settings = Settings.model_validate(resolved, context={"today": today})
     except ValidationError as exc:
         skip = [loc for loc, _ in resolver.problems]
         problems.extend(_problems_from_validation(exc, data, skip, resolver.refs))
     except RecursionError:
         # Only a YAML alias that contains itself (`a: &x [*x]`) nests this deep.
         problems = [ConfigProblem(FILE_PATH, "...", "nested too deeply", "remove the alias loop")]
+    label, file_rules, file_problems = _exceptions_file(resolved, base_dir or Path(), today)
+    problems.extend(file_problems)
     if problems:
         raise ConfigError(problems, source=source)
     refs = tuple(sorted(resolver.refs.items(), key=lambda item: _path(item[0])))
     settings._secret_refs = refs
+    settings.exceptions._file_rules, settings.exceptions._file_label = file_rules, label
     _mask_sections(settings, refs)
     return settings
 
 
-def load_file(path: Path, environ: Mapping[str, str]) -> Settings:
+def load_file(path: Path, environ: Mapping[str, str], *, today: date | None = None) -> Settings:
     """Read a YAML file and validate it; raises `ConfigError` with every problem."""
     source = str(path)
     try:
@@ -1053,7 +1707,7 @@ def load_file(path: Path, environ: Mapping[str, str]) -> Settings:
     if data is None:
         raise ConfigError(problems, source)
     try:
-        settings = load_data(data, environ, source)
+        settings = load_data(data, environ, source, base_dir=Path(path).parent, today=today)
     except ConfigError as exc:
         raise ConfigError([*problems, *exc.problems], source) from None
     if problems:
@@ -1085,15 +1739,98 @@ def dump_yaml(data: Mapping[str, Any]) -> str:
 
 def config_digest(settings: Settings) -> str:
     """SHA-256 (hex) of the redacted settings as canonical JSON: secrets rotate, it stays."""
-    canonical = json.dumps(
-        redacted(settings), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    )
+    data = redacted(settings)
+    if settings.exceptions.file_rules:
+        # The rules of `exceptions.file` change what the reports say just as inline ones do.
+        data["exceptions"]["file_rules"] = [
+            rule.model_dump(mode="json") for rule in settings.exceptions.file_rules
+        ]
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 # --------------------------------------------------------------------------------------------
 # Helpers.
 # --------------------------------------------------------------------------------------------
+
+
+def _exceptions_file(
+    resolved: Any, base_dir: Path, today: date
+) -> tuple[str, tuple[ExceptionRuleSettings, ...], list[ConfigProblem]]:
+    """(label, rules, problems) of `exceptions.file`; problems name their place in that file."""
+    section = resolved.get("exceptions") if isinstance(resolved, Mapping) else None
+    written = section.get("file") if isinstance(section, Mapping) else None
+    if not isinstance(written, str) or not written.strip() or "\x00" in written:
+        return "", (), []  # no file, or a value that validation reports at exceptions.file
+    path = base_dir / written
+
+    def unreadable(message: str, hint: str) -> tuple[str, tuple[()], list[ConfigProblem]]:
+        return written, (), [ConfigProblem("exceptions.file", repr(written), message, hint)]
+
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except FileNotFoundError:
+        return unreadable(
+            "file not found",
+            f"a relative path is read from the config file's folder: looked for {path.absolute()}",
+        )
+    except IsADirectoryError:
+        return unreadable("is a directory", "name the YAML file, e.g. `exceptions.yaml`")
+    except PermissionError:
+        return unreadable("permission denied", "make the file readable by the reporter's user")
+    except OSError as exc:
+        return unreadable(f"cannot read: {exc.strerror}", "check the path")
+    except UnicodeDecodeError as exc:
+        return unreadable(f"not UTF-8 (byte {exc.start})", "save the file as UTF-8")
+
+    def located(path_in_file: str) -> str:
+        return written if path_in_file == FILE_PATH else f"{written}:{path_in_file}"
+
+    data, parsed = _parse_yaml(text)
+    problems = [dataclasses.replace(p, path=located(p.path)) for p in parsed]
+    if data is None:
+        return written, (), problems
+    if not isinstance(data, Mapping):
+        hint = "write `rules:` and below it a list of exceptions, as in config/exceptions.yaml"
+        problems.append(
+            ConfigProblem(written, _display(data, ()), "expected a mapping with `rules:`", hint)
+        )
+        return written, (), problems
+    for key in data:
+        if key != "rules":
+            hint = "an exceptions file holds only `rules:`; other exceptions settings belong "
+            problems.append(
+                ConfigProblem(
+                    located(_path((str(key),))), repr(key), "unknown key", hint + "in the config"
+                )
+            )
+    days = section.get("max_days_ahead") if isinstance(section, Mapping) else None
+    if not (isinstance(days, int) and not isinstance(days, bool) and 1 <= days <= 3650):
+        days = ExceptionsSettings.model_fields["max_days_ahead"].default
+    # Validated as if written in the config, so types, hints and checks are the same.
+    wrapped = {"exceptions": {"max_days_ahead": days, "rules": data.get("rules") or []}}
+    try:
+        context = {"today": today, "rules_label": f"{written}:rules"}
+        rules = Settings.model_validate(wrapped, context=context).exceptions.rules
+    except ValidationError as exc:
+        for problem in _problems_from_validation(exc, wrapped, [], {}):
+            inside = problem.path.removeprefix("exceptions.")
+            problems.append(dataclasses.replace(problem, path=located(inside)))
+        return written, (), problems
+    # Ids must be unique across the config and the file too.
+    inline = section.get("rules") if isinstance(section, Mapping) else None
+    seen = {
+        rule["id"]: f"exceptions.rules[{index}]"
+        for index, rule in reversed(list(enumerate(inline if isinstance(inline, list) else [])))
+        if isinstance(rule, Mapping) and isinstance(rule.get("id"), str)
+    }
+    issues = _Issues()
+    _check_rules(rules, ("rules",), f"{written}:rules", days, today, seen, issues)
+    problems.extend(
+        ConfigProblem(located(_path(loc)), _display(value, ()), message, hint)
+        for loc, message, hint, value in issues.items
+    )
+    return written, rules, problems
 
 
 def _plain(value: Any) -> Any:
@@ -1137,9 +1874,23 @@ def _mask_sections(settings: Settings, refs: tuple[tuple[Loc, str], ...]) -> Non
             break
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that keeps an impossible date (`2026-02-30`) as text instead of crashing."""
+
+    def construct_yaml_timestamp(self, node: yaml.Node) -> Any:
+        try:
+            return super().construct_yaml_timestamp(node)  # type: ignore[arg-type]
+        except ValueError:
+            # Validation then reports it at its key, with the value and a hint.
+            return self.construct_scalar(node)  # type: ignore[arg-type]
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_yaml_timestamp)
+
+
 def _parse_yaml(text: str) -> tuple[Any, list[ConfigProblem]]:
     """(data, problems): data is None when the text is not YAML at all."""
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         node = loader.get_single_node()
         problems = _duplicate_keys(node)

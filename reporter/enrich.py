@@ -5,28 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 
+from .exceptions import status_for
+from .history import age
 from .links import links_for
-from .models import Account, Finding, FindingType, ReportItem
+from .models import Account, ExceptionMatch, Finding, FindingStatus, ReportItem
 from .owners import OwnerRules, resolve_owner
+from .priority import priority
 from .remediation import remediation_for
-
-# Priority 0–100. Type sets the base (a live key or password is an open door; unused
-# permissions are the least urgent), staleness adds up to 40, severity up to 10.
-_TYPE_WEIGHT = {
-    FindingType.UNUSED_ACCESS_KEY: 50,
-    FindingType.UNUSED_PASSWORD: 45,
-    FindingType.UNUSED_ROLE: 40,
-    FindingType.UNUSED_PERMISSION: 30,
-}
-_SEVERITY_WEIGHT = {"CRITICAL": 10, "HIGH": 7, "MEDIUM": 4, "LOW": 1}
-
-
-def priority(finding: Finding, unused_days: int | None) -> int:
-    staleness = 20 if unused_days is None else min(unused_days, 365) * 40 // 365
-    return min(
-        100,
-        _TYPE_WEIGHT[finding.type] + staleness + _SEVERITY_WEIGHT.get(finding.severity, 0),
-    )
 
 
 def unused_days(finding: Finding, now: datetime) -> int | None:
@@ -47,25 +32,50 @@ def enrich(
     home_region: str,
     now: datetime,
     first_seen: Mapping[str, date] | None = None,
+    *,
+    new_keys: frozenset[str] = frozenset(),
+    exceptions: Mapping[str, ExceptionMatch] | None = None,
+    sla_days: Mapping[str, int] | None = None,
+    contacts: Mapping[str, str] | None = None,
+    contact_errors: Mapping[str, str] | None = None,
 ) -> list[ReportItem]:
-    """`first_seen` comes from the history; without one, the source's creation date stands in."""
+    """One ReportItem per finding.
+
+    `first_seen` and `new_keys` come from the history; without one, the source's creation date
+    stands in for first seen. `exceptions` maps finding keys to the exception covering them
+    (`exceptions.apply_exceptions`); an excepted finding keeps its place in the reports, in
+    its own section, at a lower priority.
+    """
     first_seen = first_seen or {}
+    exceptions = exceptions or {}
     items = []
     for finding in findings:
         account = accounts.get(finding.account_id) or unknown_account(finding.account_id)
         links = links_for(finding, home_region)
         days = unused_days(finding, now)
+        match = exceptions.get(finding.key)
+        status = status_for(match)
+        seen = first_seen.get(finding.key) or (
+            finding.created_at.date() if finding.created_at else None
+        )
+        open_for = age(seen, now.date(), finding.type, sla_days or {})
         items.append(
             ReportItem(
                 finding=finding,
                 account=account,
-                owner=resolve_owner(account, rules),
+                owner=resolve_owner(finding, account, rules, contacts or {}, contact_errors or {}),
                 links=links,
                 remediation=remediation_for(finding, links),
-                priority=priority(finding, days),
-                first_seen=first_seen.get(finding.key)
-                or (finding.created_at.date() if finding.created_at else None),
+                priority=priority(finding, days, excepted=status is FindingStatus.EXCEPTED),
+                status=status,
+                first_seen=seen,
                 unused_days=days,
+                exception=match,
+                age_days=open_for.days,
+                sla_days=open_for.sla_days,
+                # An excepted finding is accepted risk until its exception expires.
+                sla_breached=open_for.breached and status is not FindingStatus.EXCEPTED,
+                new=finding.key in new_keys,
             )
         )
     return items

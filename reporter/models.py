@@ -52,6 +52,8 @@ class Account:
     tags: Mapping[str, str] = field(default_factory=dict)
     # Ids of the root and every OU above the account, outermost first (for scope filters).
     ou_ids: tuple[str, ...] = ()
+    # When the account joined the organization (Organizations JoinedTimestamp), if known.
+    joined_at: datetime | None = None
 
     @property
     def active(self) -> bool:
@@ -179,6 +181,9 @@ class RemediationStep:
     command: str
     console_url: str = ""
     rollback: str = ""
+    # Multi-line text to read before running the step: a recommended policy's before/after
+    # diff, or the unused services and actions to review. Never part of the command.
+    detail: str = ""
 
 
 @dataclass(frozen=True)
@@ -339,12 +344,15 @@ class RunResult:
     outbox: tuple[str, ...] = ()
     new: int = 0
     resolved: int = 0
+    # (recipient, error) of every message this run could not deliver.
+    undelivered: tuple[tuple[str, str], ...] = ()
 
     @property
     def exit_code(self) -> int:
-        """0 ok; 1 finished but incomplete (an in-scope account not covered)."""
+        """0 ok; 1 finished but incomplete (an in-scope account not covered, or a message
+        not delivered)."""
         incomplete = any(c.in_scope and not c.covered for c in self.coverage)
-        return 1 if incomplete else 0
+        return 1 if incomplete or self.undelivered else 0
 
 
 def owner_slug(owner: str) -> str:

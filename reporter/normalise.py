@@ -19,6 +19,8 @@ from .models import (
     FindingType,
     Quarantined,
     RawRecord,
+    Recommendation,
+    RecommendedStep,
     SourceRef,
     UnusedAction,
     UnusedService,
@@ -184,6 +186,45 @@ def from_access_analyzer(aa: Mapping[str, Any]) -> Finding | Skip:
         access_key_ids=tuple(sorted(details.keys)),
         services=tuple(sorted(details.services, key=lambda s: s.namespace)),
         sources=(SourceRef("access_analyzer", finding_id),),
+        recommendation=parse_recommendation(aa.get("recommendation")),
+    )
+
+
+RECOMMENDATION_TYPES = frozenset(
+    {"UnusedPermissionRecommendation", "UNUSED_PERMISSION_RECOMMENDATION"}  # model, CLI/blog
+)
+
+
+def parse_recommendation(value: Any) -> Recommendation | None:
+    """A record's `recommendation` (GetFindingRecommendation output) → Recommendation; None
+    when absent or not an unused-permission recommendation. Pure; for `normalise`."""
+    if not isinstance(value, Mapping):
+        return None
+    kind = value.get("recommendationType")
+    if kind is not None and kind not in RECOMMENDATION_TYPES:
+        return None
+    error = value.get("error")
+    steps = []
+    for item in value.get("recommendedSteps") or ():
+        step = item.get("unusedPermissionsRecommendedStep") if isinstance(item, Mapping) else None
+        if not isinstance(step, Mapping) or not step.get("recommendedAction"):
+            continue
+        steps.append(
+            RecommendedStep(
+                action=str(step["recommendedAction"]),
+                existing_policy_id=str(step.get("existingPolicyId") or ""),
+                recommended_policy=str(step.get("recommendedPolicy") or ""),
+                policy_updated_at=_timestamp(step.get("policyUpdatedAt")),
+            )
+        )
+    return Recommendation(
+        status=str(value.get("status") or "IN_PROGRESS"),
+        steps=tuple(steps),
+        error=(
+            f"{error.get('code', '')}: {error.get('message', '')}".strip(": ")
+            if isinstance(error, Mapping)
+            else ""
+        ),
     )
 
 

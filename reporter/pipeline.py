@@ -8,46 +8,50 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import jinja2
-from botocore.exceptions import BotoCoreError, ClientError
+import boto3
+from botocore.exceptions import ClientError
 from sqlalchemy.exc import SQLAlchemyError
 
 from . import __version__
 from .aggregate import by_owner, summarise
+from .collect import collect, collect_files, files_coverage
 from .config import Settings, config_digest
-from .deliver.message import PDF_TYPE, XLSX_TYPE, Attachment, Envelope, build_message
-from .deliver.outbox import as_bytes, eml_name
-from .discover import Scope, coverage_for, fetch_organization, parse_accounts, split_scope
+from .contacts import ContactsResult, fetch_security_contacts
+from .deliver.driver import Preview, close_deliverer, open_deliverer
+from .deliver.message import PDF_TYPE, XLSX_TYPE, Attachment
+from .discover import Scope, fetch_organization, parse_accounts, split_scope
 from .enrich import enrich, unknown_account
 from .errors import CollectionError, StateError, UsageError
-from .evidence import RunFolder
-from .history import HistoryStore, diff
+from .evidence import RunFolder, publish_run
+from .evidence.pack import read_inside
+from .exceptions import apply_exceptions, notices_by_recipient
+from .exceptions import rules_from_settings as rules_from_settings_exceptions
+from .history import HistoryDiff, HistoryStore, diff, resolved_findings
 from .models import (
     Account,
     AccountCoverage,
-    OwnerReport,
-    RawRecord,
+    Finding,
+    FindingType,
+    ResolvedFinding,
     RunContext,
     RunResult,
+    TrendPoint,
     owner_slug,
 )
 from .normalise import normalise
-from .owners import OwnerRules
+from .owners import OwnerRules, needs_contacts, resolve_owner, rules_from_settings
 from .render.data import findings_csv, findings_json
 from .render.environment import make_environment
-from .render.pdf import render_owner_pdf, render_summary_pdf
-from .render.xlsx import render_owner_xlsx, render_summary_xlsx
+from .render.parallel import OwnerFilesRendered, render_owner_files
+from .render.pdf import render_summary_pdf
+from .render.xlsx import render_summary_xlsx
 from .session import SessionFactory
-from .sources.access_analyzer import AccessAnalyzerSource, SourceUnavailable
-from .sources.files import FileSource
-from .sources.interface import FindingSource
-from .sources.security_hub import SecurityHubSource
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +67,14 @@ class Dependencies:
     progress: Progress = field(default=lambda message: None)
     # Exported JSON files to read instead of AWS: no discovery, no AWS call at all.
     files: tuple[Path, ...] = ()
+    # The delivery round this run belongs to (a schedule slot); None = the run is its own. A
+    # second run of the same round sends only what the ledger does not record as sent.
+    delivery_round: str | None = None
+    # Asked between messages; True abandons the run there (the service is stopping).
+    should_stop: Callable[[], bool] = field(default=lambda: False)
+    # `access-reporter preview`: deliver one owner's message only, to the previewer or the
+    # outbox, without the ledger.
+    preview: Preview | None = None
 
 
 def new_run_id(now: datetime) -> str:
@@ -80,7 +92,10 @@ def run(settings: Settings, deps: Dependencies, now: datetime) -> RunResult:
     )
     deps.output_dir.mkdir(parents=True, exist_ok=True)
     with RunFolder(deps.output_dir, context.run_id) as folder:
-        return _run(settings, deps, context, folder)
+        result = _run(settings, deps, context, folder)
+    # Complete and on disk first; then into the configured store (S3), which may fail on its own.
+    publish_run(settings, folder.final, deps.sessions)
+    return result
 
 
 def _run(
@@ -92,27 +107,29 @@ def _run(
     assess: list[Account] = []
     out_of_scope: list[AccountCoverage] = []
     caller: dict[str, Any] = {}
-    sources: list[FindingSource]
+    org_session: boto3.Session | None = None
     if deps.files:
-        sources, failures = [FileSource(deps.files)], dict[str, str]()
+        collection = collect_files(deps.files, deps.progress)
     elif sessions is None:
         raise UsageError("no AWS session and no --from-file: nothing to read")
     else:
         deps.progress("discovering the organization")
-        org_session = sessions.assume(org.management_role_arn) if org.management_role_arn else None
+        if org.management_role_arn:
+            org_session = sessions.assume(org.management_role_arn)
         org_data = fetch_organization(sessions.client("organizations", org_session))
         accounts = parse_accounts(org_data)
         assess, out_of_scope = split_scope(accounts, _scope(settings))
         caller = sessions.client("sts").get_caller_identity()
-        sources, failures = _sources(settings, sessions)
-    raw: dict[str, list[RawRecord]] = {}
-    for source in sources:
-        deps.progress(f"collecting from {source.name}")
-        try:
-            raw[source.name] = list(source.collect())
-        except (ClientError, BotoCoreError, SourceUnavailable) as exc:
-            failures[source.name] = _error_text(exc)
-            log.warning("source %s failed: %s", source.name, failures[source.name])
+        collection = collect(
+            settings,
+            sessions,
+            assess,
+            out_of_scope,
+            deps.progress,
+            settings.state.database_url,
+            context.generated_at,
+        )
+    raw, failures = collection.raw, dict(collection.failures)
     if not raw:
         raise CollectionError(
             "nothing could be collected: "
@@ -139,7 +156,9 @@ def _run(
     skipped_reasons = dict(normalised.skipped)
     if out_of_scope_findings:
         skipped_reasons["account not in scope"] = out_of_scope_findings
-    coverage = _coverage(assess, out_of_scope, list(raw))
+    for reason, count in collection.skipped.items():  # dropped by a source's own filter
+        skipped_reasons[reason] = skipped_reasons.get(reason, 0) + count
+    coverage = files_coverage(assess) if deps.files else list(collection.coverage)
     history = HistoryStore(settings.state.database_url)
     changes = diff(
         history.load(),
@@ -149,22 +168,50 @@ def _run(
         context.generated_at,
     )
 
-    owners = settings.owners
-    rules = OwnerRules(
-        account_tag_keys=tuple(owners.account_tag_keys),
-        names=dict(owners.names),
-        allowed_domains=tuple(owners.allowed_domains),
-        fallback=tuple(owners.fallback),
+    rules = rules_from_settings(settings.owners)
+    by_id = {a.id: a for a in accounts}
+    contacts = ContactsResult()
+    wanted = [] if deps.files or sessions is None else needs_contacts(findings, by_id, rules)
+    if wanted and sessions is not None:
+        deps.progress(f"reading SECURITY contacts of {len(wanted)} account(s)")
+        contacts = fetch_security_contacts(
+            sessions.client("account", org_session),
+            wanted,
+            sessions.client("sts", org_session).get_caller_identity()["Account"],
+        )
+        for account_id, why in contacts.failed.items():
+            log.warning("SECURITY contact of %s not readable: %s", account_id, why)
+    exceptions = apply_exceptions(
+        findings,
+        rules_from_settings_exceptions(settings.exceptions),
+        context.generated_at.date(),
+        settings.exceptions.warn_days,
     )
     items = enrich(
         findings,
-        {a.id: a for a in accounts},
+        by_id,
         rules,
         org.home_region,
         context.generated_at,
         first_seen={k: seen.first_seen.date() for k, seen in changes.rows.items()},
+        new_keys=changes.new,
+        exceptions=exceptions.by_key,
+        sla_days={t.value: d for t, d in settings.reports.sla_days.items()},
+        contacts=contacts.contacts,
+        contact_errors=contacts.failed,
     )
-    reports = by_owner(items, rules.fallback, context, coverage)
+    resolved = resolved_findings(changes)
+    reports = by_owner(
+        items,
+        rules.fallback,
+        context,
+        coverage,
+        resolved=resolved,
+        resolved_owner=lambda r: _resolved_owner(r, by_id, rules),
+        notices_by_recipient=notices_by_recipient(
+            exceptions, {i.finding.key: i.owner.owner for i in items}, settings.owners.allows
+        ),
+    )
     summary = summarise(
         items,
         reports,
@@ -172,10 +219,18 @@ def _run(
         coverage,
         skipped=normalised.skipped_total + out_of_scope_findings,
         quarantined=len(normalised.quarantined),
+        resolved=resolved,
+        notices=exceptions.notices,
+        trend=(*history.trend(limit=11), _this_run(context, changes)),
     )
 
     deps.progress(f"rendering {len(reports)} owner reports")
     env = make_environment(settings.reports.template_dir)
+    # Owner files render in worker processes from here on, while this process writes the data
+    # files and the organization summary.
+    owner_files = render_owner_files(
+        reports, settings.reports.template_dir, settings.reports.render_workers
+    )
     folder.write("data/findings.json", findings_json(summary.items, context))
     folder.write("data/findings.csv", findings_csv(summary.items))
     folder.write_json("data/coverage.json", [_coverage_record(c) for c in coverage])
@@ -189,28 +244,32 @@ def _run(
     folder.write("summary/summary.pdf", render_summary_pdf(summary, env))
     folder.write("summary/findings.xlsx", render_summary_xlsx(summary))
 
-    envelope = Envelope(
-        from_address=str(settings.mail.from_address),
-        reply_to=str(settings.mail.reply_to) if settings.mail.reply_to else None,
-        subject_prefix=settings.mail.subject_prefix,
+    deliverer = open_deliverer(
+        settings,
+        env=env,
+        run_id=context.run_id,
+        write=folder.write,
+        sessions=sessions,
+        round_id=deps.delivery_round,
+        should_stop=deps.should_stop,
+        preview=deps.preview,
     )
-    deliveries = []
-    outbox = []
-    for report in reports:
-        attachments = _owner_files(report, env, folder)
-        message = build_message(report, attachments, envelope, env)
-        name = eml_name(report.owner)
-        folder.write(name, as_bytes(message))
-        outbox.append(name)
-        deliveries.append(
-            {
-                "recipient": report.owner,
-                "transport": "outbox",
-                "message_id": message["Message-ID"],
-                "file": name,
-                "attachments": [{"filename": a.filename, "sha256": a.sha256} for a in attachments],
-            }
+    deps.progress(f"delivering by {deliverer.transport.name} (round {deliverer.round_id})")
+    try:
+        delivery = deliverer.deliver(
+            ((r.report, _owner_files(r, folder)) for r in owner_files),
+            summary,
+            (
+                # Read back from the run folder: what is mailed is what the manifest hashes.
+                Attachment("summary.pdf", _written(folder, "summary/summary.pdf"), *PDF_TYPE),
+                Attachment("findings.xlsx", _written(folder, "summary/findings.xlsx"), *XLSX_TYPE),
+            ),
         )
+    finally:
+        owner_files.close()
+        close_deliverer(deliverer)
+    deliveries = delivery.manifest()
+    outbox = delivery.files
 
     result = RunResult(
         context=context,
@@ -222,6 +281,7 @@ def _run(
         skipped=summary.skipped,
         quarantined=summary.quarantined,
         outbox=tuple(outbox),
+        undelivered=tuple((d.recipient, d.error) for d in delivery.failures),
         new=len(changes.new),
         resolved=len(changes.resolved),
     )
@@ -246,6 +306,7 @@ def _run(
                 "records": {name: len(records) for name, records in raw.items()},
             },
             "source_failures": failures,
+            "telemetry": collection.telemetry.as_dict() if collection.telemetry else None,
             "coverage": [_coverage_record(c) for c in coverage],
             "deliveries": deliveries,
             "exit_code": result.exit_code,
@@ -264,58 +325,19 @@ def _run(
     return result
 
 
-def _owner_files(
-    report: OwnerReport, env: jinja2.Environment, folder: RunFolder
-) -> tuple[Attachment, ...]:
-    slug = owner_slug(report.owner)
+def _written(folder: RunFolder, relpath: str) -> bytes:
+    return read_inside(folder.partial, relpath)
+
+
+def _owner_files(rendered: OwnerFilesRendered, folder: RunFolder) -> tuple[Attachment, ...]:
+    slug = owner_slug(rendered.report.owner)
     attachments = (
-        Attachment("report.pdf", render_owner_pdf(report, env), *PDF_TYPE),
-        Attachment("findings.xlsx", render_owner_xlsx(report), *XLSX_TYPE),
+        Attachment("report.pdf", rendered.pdf, *PDF_TYPE),
+        Attachment("findings.xlsx", rendered.xlsx, *XLSX_TYPE),
     )
     for a in attachments:
         folder.write(f"owners/{slug}/{a.filename}", a.data)
     return attachments
-
-
-def _sources(
-    settings: Settings, sessions: SessionFactory
-) -> tuple[list[FindingSource], dict[str, str]]:
-    """The enabled sources; a source whose credentials fail is recorded, not fatal."""
-    org = settings.organization
-    sources: list[FindingSource] = []
-    failures: dict[str, str] = {}
-    wanted = [
-        name
-        for name, on in (
-            ("security_hub", settings.sources.security_hub.enabled),
-            ("access_analyzer", settings.sources.access_analyzer.enabled),
-        )
-        if on
-    ]
-    if not wanted:
-        return sources, failures
-    # Both sources are read in the delegated administrator, so one assumed session serves both.
-    try:
-        admin = (
-            sessions.assume(org.delegated_admin_role_arn) if org.delegated_admin_role_arn else None
-        )
-    except (ClientError, BotoCoreError) as exc:
-        return sources, dict.fromkeys(wanted, _error_text(exc))
-    if "security_hub" in wanted:
-        client = sessions.client("securityhub", admin, region=org.home_region)
-        sources.append(SecurityHubSource(client, org.home_region))
-    if "access_analyzer" in wanted:
-        client = sessions.client("accessanalyzer", admin, region=org.home_region)
-        arn = settings.sources.access_analyzer.analyzer_arn
-        sources.append(AccessAnalyzerSource(client, arn or None))
-    return sources, failures
-
-
-def _coverage(
-    assess: list[Account], out_of_scope: Iterable[AccountCoverage], collected: list[str]
-) -> list[AccountCoverage]:
-    # Reached only when at least one source answered (otherwise the run raised).
-    return sorted([*coverage_for(assess, collected), *out_of_scope], key=lambda c: c.account_id)
 
 
 def _coverage_record(c: AccountCoverage) -> dict[str, Any]:
@@ -355,3 +377,23 @@ def _error_text(exc: Exception) -> str:
         error = exc.response.get("Error", {})
         return f"{error.get('Code', 'Error')}: {error.get('Message', '')}".strip(": ")
     return str(exc)
+
+
+def _resolved_owner(
+    resolved: ResolvedFinding, accounts: Mapping[str, Account], rules: OwnerRules
+) -> str | None:
+    """Who hears that a finding is gone: its principal no longer exists, so the ladder runs on
+    what remains (account tag, OU, owner map) — the owner who had it, in the usual case."""
+    finding = Finding(FindingType(resolved.type), resolved.account_id, resolved.principal_arn)
+    account = accounts.get(resolved.account_id) or unknown_account(resolved.account_id)
+    return resolve_owner(finding, account, rules).owner
+
+
+def _this_run(context: RunContext, changes: HistoryDiff) -> TrendPoint:
+    return TrendPoint(
+        run_id=context.run_id,
+        started_at=context.generated_at,
+        findings=len(changes.new) + len(changes.still_open),
+        new=len(changes.new),
+        resolved=len(changes.resolved),
+    )

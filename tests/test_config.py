@@ -98,6 +98,10 @@ def test_every_setting_is_in_example_and_every_example_key_is_a_setting() -> Non
     assert in_example - in_model == set(), "keys in config/example.yaml that are not settings"
 
 
+# Mappings whose keys are data (names, ids, finding types), not settings.
+DATA_MAPPINGS = {"names", "sla_days", "ous", "accounts", "managers", "principal_tags", "users"}
+
+
 def test_every_key_in_example_is_commented() -> None:
     lines = EXAMPLE.read_text(encoding="utf-8").splitlines()
     uncommented: list[str] = []
@@ -109,7 +113,7 @@ def test_every_key_in_example_is_commented() -> None:
                 above = lines[line - 1].strip() if line else ""
                 if "#" not in lines[line] and not above.startswith("#"):
                     uncommented.append(f"line {line + 1}: {key_node.value}")
-                if key_node.value != "names":  # its keys are data, not settings
+                if key_node.value not in DATA_MAPPINGS:
                     walk(value_node)
 
     root = yaml.compose(EXAMPLE.read_text(encoding="utf-8"))
@@ -745,3 +749,199 @@ def test_dump_yaml_never_writes_a_secret_it_is_handed() -> None:
     text = dump_yaml({"settings": settings, "password": settings.mail.smtp.password})
     assert SECRET not in text
     assert yaml.safe_load(text)["password"] == REDACTED
+
+
+# --- owners: the ladder and its maps (issue 4) ---------------------------------------------------
+
+OWNER_CASES: list[tuple[str, dict[str, Any], str, str, str]] = [
+    ("ladder-unknown-step", {"ladder": ["account_tag", "owners_map", "fallback"]},
+     "owners.ladder[1]", "'owner_map'", "fallback"),
+    ("ladder-fallback-not-last", {"ladder": ["fallback", "account_tag"]}, "owners.ladder",
+     "must end with `fallback`", "end the list with fallback"),
+    ("ladder-without-fallback", {"ladder": ["account_tag"]}, "owners.ladder",
+     "must end with `fallback`", ""),
+    ("ladder-twice", {"ladder": ["ou", "account_tag", "ou", "fallback"]}, "owners.ladder[2]",
+     "step listed twice", "once"),
+    ("manager-outside", {"managers": {"alice@example.com": "boss@other.org"}},
+     'owners.managers["alice@example.com"]', "manager outside allowed_domains", "example.com"),
+    ("manager-owner-outside", {"managers": {"alice@other.org": "boss@example.com"}},
+     'owners.managers["alice@other.org"]', "owner outside allowed_domains", ""),
+    ("manager-not-address", {"managers": {"alice@example.com": "the boss"}},
+     'owners.managers["alice@example.com"]', "not an e-mail address", ""),
+    ("ou-name-not-id", {"ous": {"Engineering": "a@example.com"}}, "owners.ous.Engineering",
+     "not an organizational unit or root id", "ou-ab12-cd34ef56"),
+    ("ou-unknown-name", {"ous": {"ou-ab12-cd34ef56": "nobody"}}, "owners.ous.ou-ab12-cd34ef56",
+     "name not in owners.names", "add `nobody: ADDRESS` under owners.names"),
+    ("ou-blank-owner", {"ous": {"r-ab12": " "}}, "owners.ous.r-ab12", "owner is blank", ""),
+    ("account-owner-outside", {"accounts": {"123456789012": "m@evil.test"}},
+     "owners.accounts.123456789012", "not a plain address in allowed_domains", "example.com"),
+    ("account-owner-two-addresses", {"accounts": {"123456789012": "evil@x.test a@example.com"}},
+     "owners.accounts.123456789012", "not a plain address in allowed_domains", ""),
+    ("account-key-short", {"accounts": {"1234": "a@example.com"}}, "owners.accounts.1234",
+     "not an AWS account id", "12 digits"),
+    ("name-outside", {"names": {"bob": "bob@other.org"}}, "owners.names.bob",
+     "address outside allowed_domains", "example.com"),
+    ("principal-tag-keys-empty", {"principal_tag_keys": []}, "owners.principal_tag_keys",
+     "must not be empty", ""),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("owners", "path", "message", "hint"),
+    [case[1:] for case in OWNER_CASES],
+    ids=[case[0] for case in OWNER_CASES],
+)
+def test_owner_ladder_problems_name_key_value_and_hint(
+    owners: dict[str, Any], path: str, message: str, hint: str
+) -> None:
+    problem = only_problem({"owners": owners})
+    assert problem.path == path
+    assert message in problem.message
+    assert hint in problem.hint
+    assert problem.value
+
+
+def test_owner_ladder_settings_load() -> None:
+    owners = load_data(
+        {
+            "owners": {
+                "ladder": ["account_tag", "principal_tag", "fallback"],
+                "principal_tag_keys": ["owner", "Team"],
+                "ous": {"ou-ab12-cd34ef56": "platform-team", "r-ab12": "root@example.com"},
+                "accounts": {"123456789012": " payments@example.com "},
+                "names": {"platform-team": "platform@example.com"},
+                "managers": {"Payments@Example.com": "boss@example.com"},
+            }
+        },
+        {},
+    ).owners
+    assert [str(step) for step in owners.ladder] == ["account_tag", "principal_tag", "fallback"]
+    assert owners.principal_tag_keys == ("owner", "Team")
+    assert owners.ous == {"ou-ab12-cd34ef56": "platform-team", "r-ab12": "root@example.com"}
+    assert owners.accounts == {"123456789012": "payments@example.com"}
+    assert owners.managers == {"Payments@example.com": "boss@example.com"}
+
+
+def test_owner_ladder_problems_exit_2_with_every_key_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from reporter.cli import main
+
+    # Cross-field checks (domains, names, ladder shape) run once every value has its type, so
+    # the two kinds are checked in two files.
+    typed = write(
+        tmp_path,
+        "owners:\n"
+        "  ladder: [account_tag, owner_mapp, fallback]\n"
+        "  ous: {Engineering: alice@example.com}\n",
+        "typed.yaml",
+    )
+    crossed = write(
+        tmp_path,
+        "owners:\n"
+        "  ladder: [fallback, ou]\n"
+        "  managers: {alice@example.com: boss@other.org}\n"
+        "  accounts: {'123456789012': ghost}\n",
+        "crossed.yaml",
+    )
+    for path, keys in (
+        (typed, ("owners.ladder[1]", "owners.ous.Engineering")),
+        (
+            crossed,
+            (
+                "owners.ladder:",
+                'owners.managers["alice@example.com"]',
+                "owners.accounts.123456789012",
+            ),
+        ),
+    ):
+        assert main(["validate-config", "-c", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert f"{len(keys)} configuration problem(s)" in err
+        for key in keys:
+            assert key in err
+        assert "Traceback" not in err
+
+
+# --- exceptions section (issue 4 §2; matching is tested in tests/test_exceptions.py) ------------
+
+EXCEPTION_RULE_KEYS = (
+    "id",
+    "accounts",
+    "principal_arn",
+    "types",
+    "principal_tags",
+    "reason",
+    "approved_by",
+    "expires",
+)
+
+
+def test_exception_rule_keys_are_documented_in_both_example_files() -> None:
+    from reporter.config import ExceptionRuleSettings
+
+    assert tuple(ExceptionRuleSettings.model_fields) == EXCEPTION_RULE_KEYS
+    assert all(field.description for field in ExceptionRuleSettings.model_fields.values())
+    example = EXAMPLE.read_text(encoding="utf-8")
+    section = example[example.index("\nexceptions:") :]
+    rules_file = (EXAMPLE.parent / "exceptions.yaml").read_text(encoding="utf-8")
+    for key in EXCEPTION_RULE_KEYS:
+        assert key in section, f"exceptions rule key {key} not described in example.yaml"
+        assert f"#   {key} " in rules_file, f"rule key {key} not described in exceptions.yaml"
+
+
+def test_exceptions_defaults() -> None:
+    section = load_data({}, {}).exceptions
+    assert (section.file, section.max_days_ahead, section.warn_days, section.rules) == (
+        None,
+        365,
+        14,
+        (),
+    )
+    assert section.all_rules() == ()
+
+
+def test_an_impossible_date_anywhere_is_a_problem_not_a_crash(tmp_path: Path) -> None:
+    # PyYAML raises ValueError building `2026-02-30`; the loader keeps it as text instead.
+    path = write(tmp_path, "schedule:\n  timezone: 2026-02-30\n")
+    problem = only_problem_of_file(path)
+    assert (problem.path, problem.value, problem.message) == (
+        "schedule.timezone",
+        "'2026-02-30'",
+        "unknown time zone",
+    )
+
+
+def test_expiry_is_checked_against_the_given_day() -> None:
+    from datetime import date
+
+    rule = {
+        "id": "EXC-1",
+        "types": ["UnusedIAMRole"],
+        "reason": "r",
+        "approved_by": "a@example.com",
+        "expires": "2027-01-01",
+    }
+    data = {"exceptions": {"rules": [rule]}}
+    assert load_data(data, {}, today=date(2026, 1, 2)).exceptions.rules[0].expires == date(
+        2027, 1, 1
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_data(data, {}, today=date(2025, 12, 31))
+    (problem,) = caught.value.problems
+    assert problem.path == "exceptions.rules[0].expires"
+    assert problem.value == "'2027-01-01'"
+    assert "on or before 2026-12-31" in problem.hint
+
+
+def test_unknown_key_in_a_list_item_gets_the_items_keys_as_hint() -> None:
+    problems = problems_of({"exceptions": {"rules": [{"id": "EXC-1", "aprovd_by": "x"}]}})
+    typo = next(p for p in problems if p.path == "exceptions.rules[0].aprovd_by")
+    assert typo.hint == "did you mean `approved_by`?"
+
+
+def only_problem_of_file(path: Path) -> ConfigProblem:
+    with pytest.raises(ConfigError) as caught:
+        load_file(path, {})
+    (problem,) = caught.value.problems
+    return problem
