@@ -217,7 +217,7 @@ def _run(
         reports,
         context,
         coverage,
-        skipped=normalised.skipped_total + out_of_scope_findings,
+        skipped=sum(skipped_reasons.values()),
         quarantined=len(normalised.quarantined),
         resolved=resolved,
         notices=exceptions.notices,

@@ -100,6 +100,10 @@ def test_fixing_findings_between_runs_shows_new_and_resolved(
 
     manifest = json.loads((Path(second.run_dir) / "manifest.json").read_text())
     assert (manifest["counts"]["new"], manifest["counts"]["resolved"]) == (0, 3)
+    # The skipped total is the sum of its reasons, records a source filtered out included.
+    counts = manifest["counts"]
+    assert counts["skipped"] == sum(counts["skipped_reasons"].values()) == second.skipped
+    assert counts["skipped_reasons"].get("archived in Security Hub", 0) >= 3
 
 
 def test_resolved_findings_reach_their_owner_and_the_trend(
