@@ -170,3 +170,37 @@ def test_log_lines_stay_one_line(
     (run_dir,) = [p for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")]
     (quarantined,) = json.loads((run_dir / "data/quarantine.json").read_text(encoding="utf-8"))
     assert "\\nFAKE LOG LINE" in quarantined["reason"]
+
+
+def test_secrets_never_reach_logs_mail_or_evidence(
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    password, external_id = "Sm7p-S3cret-Value-41", "ext-Id-S3cret-77"
+    monkeypatch.setenv("SMTP_PASSWORD", password)
+    monkeypatch.setenv("EXTERNAL_ID", external_id)
+    export = tmp_path / "export.json"
+    good = _finding("f-1", HOSTILE_USER, "UnusedIAMUserPassword", [])
+    export.write_text(json.dumps({"findings": [good]}), encoding="utf-8")
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "organization:\n  external_id: ${EXTERNAL_ID}\n"
+        "mail:\n  transport: smtp\n  smtp:\n    host: 127.0.0.1\n    username: reporter\n"
+        "    password: ${SMTP_PASSWORD}\n"
+        f"state:\n  database_url: sqlite:///{tmp_path}/s.db\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "o"
+    args = ["-v", "run", "-c", str(config), "--no-send", "--from-file", str(export)]
+    with caplog.at_level(logging.DEBUG):
+        assert main([*args, "--out", str(out)]) == 0
+        assert main(["validate-config", "-c", str(config)]) == 0
+    printed = capsys.readouterr()
+    haystacks = [printed.out, printed.err, *(r.getMessage() for r in caplog.records)]
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert any(p.name == "manifest.json" for p in files) and any(p.suffix == ".eml" for p in files)
+    for secret in (password, external_id):
+        assert not [h for h in haystacks if secret in h]
+        assert not [p for p in files if secret.encode() in p.read_bytes()]
