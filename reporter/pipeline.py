@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -30,14 +30,16 @@ from .enrich import enrich, unknown_account
 from .errors import CollectionError, StateError, UsageError
 from .evidence import RunFolder, publish_run
 from .evidence.pack import read_inside
-from .exceptions import apply_exceptions, notices_by_recipient
+from .exceptions import ExceptionOutcome, apply_exceptions, notices_by_recipient, notices_for
 from .exceptions import rules_from_settings as rules_from_settings_exceptions
 from .history import HistoryDiff, HistoryStore, diff, resolved_findings
 from .models import (
     Account,
     AccountCoverage,
+    ExceptionNotice,
     Finding,
     FindingType,
+    ReportItem,
     ResolvedFinding,
     RunContext,
     RunResult,
@@ -177,7 +179,10 @@ def _run(
         contacts = fetch_security_contacts(
             sessions.client("account", org_session),
             wanted,
-            sessions.client("sts", org_session).get_caller_identity()["Account"],
+            # The caller's own account is asked without AccountId (the API requires it).
+            str(caller.get("Account", ""))
+            if org_session is None
+            else sessions.client("sts", org_session).get_caller_identity()["Account"],
         )
         for account_id, why in contacts.failed.items():
             log.warning("SECURITY contact of %s not readable: %s", account_id, why)
@@ -208,9 +213,7 @@ def _run(
         coverage,
         resolved=resolved,
         resolved_owner=lambda r: _resolved_owner(r, by_id, rules),
-        notices_by_recipient=notices_by_recipient(
-            exceptions, {i.finding.key: i.owner.owner for i in items}, settings.owners.allows
-        ),
+        notices_by_recipient=_notices(exceptions, items, rules.fallback, settings.owners.allows),
     )
     summary = summarise(
         items,
@@ -397,3 +400,21 @@ def _this_run(context: RunContext, changes: HistoryDiff) -> TrendPoint:
         new=len(changes.new),
         resolved=len(changes.resolved),
     )
+
+
+def _notices(
+    outcome: ExceptionOutcome,
+    items: Sequence[ReportItem],
+    fallback: Sequence[str],
+    allows: Callable[[str], bool],
+) -> dict[str, tuple[ExceptionNotice, ...]]:
+    """Exception notices per recipient: owners and approvers, and the fallback recipients for
+    the unowned findings they receive."""
+    grouped = dict(
+        notices_by_recipient(outcome, {i.finding.key: i.owner.owner for i in items}, allows)
+    )
+    unowned = notices_for([i.finding.key for i in items if i.owner.owner is None], outcome)
+    for recipient in fallback if unowned else ():
+        have = grouped.get(recipient, ())
+        grouped[recipient] = (*have, *(n for n in unowned if n not in have))
+    return grouped
