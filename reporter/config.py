@@ -102,10 +102,10 @@ def _matcher(pattern: str, message: str, hint: str) -> AfterValidator:
     return AfterValidator(check)
 
 
-_REGION_RE = r"[a-z]{2}(-[a-z]+)+-\d{1,2}"
+_REGION_RE = r"[a-z]{2}(-[a-z]+)+-[0-9]{1,2}"
 _IAM_NAME_RE = r"[A-Za-z0-9_+=,.@-]"
-_ROLE_ARN_RE = rf"arn:aws[-a-z]*:iam::\d{{12}}:role/({_IAM_NAME_RE}+/)*{_IAM_NAME_RE}{{1,64}}"
-_ANALYZER_ARN_RE = r"arn:aws[-a-z]*:access-analyzer:[a-z0-9-]+:\d{12}:analyzer/[A-Za-z0-9_.-]+"
+_ROLE_ARN_RE = rf"arn:aws[-a-z]*:iam::[0-9]{{12}}:role/({_IAM_NAME_RE}+/)*{_IAM_NAME_RE}{{1,64}}"
+_ANALYZER_ARN_RE = r"arn:aws[-a-z]*:access-analyzer:[a-z0-9-]+:[0-9]{12}:analyzer/[A-Za-z0-9_.-]+"
 _OU_RE = r"ou-[0-9a-z]{4,32}-[0-9a-z]{8,32}|r-[0-9a-z]{4,32}"
 _DOMAIN_RE = r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}"
 _LOCAL_PART_RE = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
@@ -166,7 +166,7 @@ def _account_id(value: Any) -> Any:
             "put it in quotes, e.g. '012345678901': unquoted, YAML reads it as a number "
             "and may drop leading zeros",
         )
-    if isinstance(value, str) and not re.fullmatch(r"\d{12}", value):
+    if isinstance(value, str) and not re.fullmatch(r"[0-9]{12}", value):
         raise _invalid("not an AWS account id", "exactly 12 digits, in quotes, e.g. '012345678901'")
     return value
 
@@ -1890,7 +1890,14 @@ _Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_yaml_ti
 
 def _parse_yaml(text: str) -> tuple[Any, list[ConfigProblem]]:
     """(data, problems): data is None when the text is not YAML at all."""
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)
+    except yaml.reader.ReaderError as exc:  # PyYAML refuses control characters up front
+        at_line = text.count("\n", 0, max(exc.position, 0)) + 1
+        code = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1])
+        message = f"character U+{code:04X} at line {at_line} is not allowed in YAML"
+        hint = "remove it; in a double-quoted string it may be written as an escape"
+        return None, [ConfigProblem(FILE_PATH, "...", message, hint)]
     try:
         node = loader.get_single_node()
         problems = _duplicate_keys(node)

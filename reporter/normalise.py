@@ -29,7 +29,9 @@ from .models import (
 # The account in an IAM principal's ARN is the account that owns it. We take the owner from
 # here rather than from `resourceOwnerAccount`/`accountId`, which AWS's own published
 # EventBridge sample gets wrong (a 123456789012 role with accountId 444455556666).
-_PRINCIPAL_ARN = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):(user|role)/(.+)$")
+# ASCII digits only (`\d` also matches other scripts' digits) and no control character
+# anywhere (IAM allows none; `$` would also let a trailing newline through).
+_PRINCIPAL_ARN = re.compile(r"^arn:aws[a-z-]*:iam::([0-9]{12}):(user|role)/([^\x00-\x1f\x7f]+)\Z")
 
 # ASFF `Types` suffixes, reference §2.2.
 _ASFF_TYPES = {
@@ -201,11 +203,13 @@ def parse_recommendation(value: Any) -> Recommendation | None:
     if not isinstance(value, Mapping):
         return None
     kind = value.get("recommendationType")
-    if kind is not None and kind not in RECOMMENDATION_TYPES:
+    # A recommendation is extra detail: one of a shape we do not know never costs the finding.
+    if kind is not None and (not isinstance(kind, str) or kind not in RECOMMENDATION_TYPES):
         return None
     error = value.get("error")
+    listed = value.get("recommendedSteps")
     steps = []
-    for item in value.get("recommendedSteps") or ():
+    for item in listed if isinstance(listed, list) else ():
         step = item.get("unusedPermissionsRecommendedStep") if isinstance(item, Mapping) else None
         if not isinstance(step, Mapping) or not step.get("recommendedAction"):
             continue

@@ -100,11 +100,18 @@ class FileSource:
     def collect(self) -> Iterator[RawRecord]:
         for path in self._paths:
             try:
-                value = json.loads(path.read_text(encoding="utf-8"))
+                # utf-8-sig: Windows tools (PowerShell's Out-File) start UTF-8 with a BOM.
+                value = json.loads(path.read_text(encoding="utf-8-sig"))
             except (OSError, UnicodeDecodeError) as exc:
                 yield unreadable(path, f"cannot read file: {exc}")
                 continue
             except json.JSONDecodeError as exc:
                 yield unreadable(path, f"not valid JSON: {exc}")
                 continue
-            yield from records_in(value, path)
+            except RecursionError:
+                yield unreadable(path, "JSON nested too deeply to read")
+                continue
+            try:
+                yield from records_in(value, path)
+            except RecursionError:  # lists in lists, deeper than the stack: the rest is lost
+                yield unreadable(path, "JSON lists nested too deeply to read")

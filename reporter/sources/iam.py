@@ -124,8 +124,16 @@ class BadValue(ValueError):
 
 
 def parse_credential_report(content: bytes | str) -> ParsedReport:
-    """The CSV text of GetCredentialReport; pure. A bad row is a problem, not an exception."""
-    text = content.decode("utf-8-sig") if isinstance(content, bytes) else content.lstrip("\ufeff")
+    """The CSV text of GetCredentialReport; pure. A bad row is a problem, not an exception;
+    content that is not UTF-8 CSV at all raises CredentialReportUnavailable."""
+    try:
+        text = content.decode("utf-8-sig") if isinstance(content, bytes) else content
+        return _parse_report(text.lstrip("\ufeff"))
+    except (UnicodeDecodeError, csv.Error) as exc:  # e.g. a field over the csv module's limit
+        raise CredentialReportUnavailable(f"credential report is not readable CSV: {exc}") from None
+
+
+def _parse_report(text: str) -> ParsedReport:
     reader = csv.DictReader(io.StringIO(text))
     columns = tuple(c.strip() for c in reader.fieldnames or ())
     lacking = tuple(c for c in REQUIRED_COLUMNS if c not in columns)
