@@ -799,6 +799,20 @@ class ReportsSettings(_Section):
     render_workers: int = Field(
         0, ge=0, le=256, description="Processes that render reports; 0 = one per CPU."
     )
+    pdf_findings_per_account: int | None = Field(
+        10,
+        ge=0,
+        le=10_000,
+        description="Findings each account lists in the owner PDF, highest priority first, "
+        "one line each; the workbook lists every finding. null = all (slow for big owners).",
+    )
+    pdf_detailed_findings: int = Field(
+        3,
+        ge=0,
+        le=100,
+        description="Highest-priority findings of an owner PDF shown with their full "
+        "remediation commands and rollbacks (“Start here”); the workbook has every command.",
+    )
     sla_days: dict[FindingType, Annotated[int, Field(ge=1, le=3650)]] = Field(
         default_factory=lambda: dict(DEFAULT_SLA_DAYS),
         description="Days a finding of each type may stay open before it breaches its SLA "

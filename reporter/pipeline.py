@@ -48,10 +48,10 @@ from .models import (
 )
 from .normalise import normalise
 from .owners import OwnerRules, needs_contacts, resolve_owner, rules_from_settings
-from .render.data import findings_csv, findings_json
+from .render.data import findings_csv_chunks, findings_json_chunks
 from .render.environment import make_environment
 from .render.parallel import OwnerFilesRendered, render_owner_files
-from .render.pdf import render_summary_pdf
+from .render.pdf import PdfLimits, render_summary_pdf
 from .render.xlsx import render_summary_xlsx
 from .session import SessionFactory
 
@@ -232,10 +232,15 @@ def _run(
     # Owner files render in worker processes from here on, while this process writes the data
     # files and the organization summary.
     owner_files = render_owner_files(
-        reports, settings.reports.template_dir, settings.reports.render_workers
+        reports,
+        settings.reports.template_dir,
+        settings.reports.render_workers,
+        PdfLimits(
+            settings.reports.pdf_findings_per_account, settings.reports.pdf_detailed_findings
+        ),
     )
-    folder.write("data/findings.json", findings_json(summary.items, context))
-    folder.write("data/findings.csv", findings_csv(summary.items))
+    folder.write_chunks("data/findings.json", findings_json_chunks(summary.items, context))
+    folder.write_chunks("data/findings.csv", findings_csv_chunks(summary.items))
     folder.write_json("data/coverage.json", [_coverage_record(c) for c in coverage])
     folder.write_json(
         "data/quarantine.json",

@@ -38,9 +38,15 @@ def report() -> OwnerReport:
     return fx.make_report(items=fx.sample_items() + fx.hostile_items())
 
 
+# Every finding in full, as a report with fewer findings than `reports.pdf_detailed_findings`
+# shows them: the content checks below are about each finding's card. The shipped limits are
+# tested in tests/test_render_reports.py.
+FULL = pdf.PdfLimits(per_account=None, detailed=1_000)
+
+
 @pytest.fixture(scope="module")
 def owner_pdf(report: OwnerReport, env: Any) -> PdfReader:
-    return PdfReader(io.BytesIO(pdf.render_owner_pdf(report, env)))
+    return PdfReader(io.BytesIO(pdf.render_owner_pdf(report, env, FULL)))
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +56,7 @@ def owner_text(owner_pdf: PdfReader) -> list[str]:
 
 @pytest.fixture(scope="module")
 def owner_html(report: OwnerReport, env: Any) -> str:
-    return pdf.render_owner_html(report, env)
+    return pdf.render_owner_html(report, env, FULL)
 
 
 @pytest.fixture(scope="module")

@@ -70,7 +70,9 @@ def report() -> OwnerReport:
 
 @pytest.fixture(scope="module")
 def pdf_text(report: OwnerReport) -> str:
-    reader = PdfReader(io.BytesIO(pdf.render_owner_pdf(report, make_environment())))
+    # Every finding in full: these checks are about the cards (the limits are tested below).
+    full = pdf.PdfLimits(per_account=None, detailed=1_000)
+    reader = PdfReader(io.BytesIO(pdf.render_owner_pdf(report, make_environment(), full)))
     return "\n".join(p.extract_text() for p in reader.pages)
 
 
@@ -130,16 +132,49 @@ def test_owner_pdf_shows_a_step_detail_and_recommendation(pdf_text: str) -> None
 def test_owner_pdf_caps_each_account_and_says_where_the_rest_are() -> None:
     items = fx.many_items(7, accounts=1)
     report = fx.make_report(items=items)
-    reader = PdfReader(io.BytesIO(pdf.render_owner_pdf(report, make_environment(), 4)))
+    limits = pdf.PdfLimits(per_account=4, detailed=2)
+    reader = PdfReader(io.BytesIO(pdf.render_owner_pdf(report, make_environment(), limits)))
     text = "\n".join(p.extract_text() for p in reader.pages)
-    shown = sort_items(items)[:4]
-    hidden = sort_items(items)[4:]
-    for item in shown:
-        assert item.finding.principal_arn in flat(text)
-    for item in hidden:
-        assert item.finding.principal_arn not in flat(text)
+    ranked = sort_items(items)
+    start, _, accounts = text.partition("Start here")[2].partition("workload-00")
+    # "Start here": the two highest-priority findings with ARN and commands, nothing else.
+    for item in ranked[:2]:
+        assert item.finding.principal_arn in flat(start)
+        assert flat(item.remediation[0].command) in flat(start)
+    assert ranked[2].finding.principal_name not in start
+    # The account lists its four highest-priority findings as lines, without commands.
+    lines = flat(accounts.split("This account has")[0])
+    for item in ranked[:4]:
+        assert item.finding.principal_name in lines
+        assert f"priority{item.priority}" in lines
+    for item in ranked[4:]:
+        assert item.finding.principal_name not in lines
+    assert "stepsinStarthere" in lines  # the two detailed ones point up
     assert "This account has 3 more findings of lower priority" in " ".join(text.split())
-    assert "workload-00" in text and "7activefindings" in flat(text)
+    assert "7activefindings" in flat(text)
+    # Every listed finding's name links to its console page.
+    uris = {
+        a["/A"]["/URI"]
+        for page in reader.pages
+        for a in (o.get_object() for o in page.get("/Annots") or ())
+        if "/A" in a and "/URI" in a["/A"]
+    }
+    assert {i.links.console for i in ranked[:4]} <= uris
+
+
+def test_owner_pdf_as_shipped_lists_every_finding_of_a_small_owner(report: OwnerReport) -> None:
+    reader = PdfReader(io.BytesIO(pdf.render_owner_pdf(report, make_environment())))
+    text = flat("\n".join(p.extract_text() for p in reader.pages))
+    shipped = pdf.PdfLimits()
+    active = views.active(sort_items(report.items))
+    assert len(active) > shipped.detailed
+    assert "Starthere" in text and "moreinthelowerpriority" not in text
+    for item in active:
+        assert item.finding.principal_name in text
+    for item in active[: shipped.detailed]:
+        assert item.finding.principal_arn in text
+    for item in active[shipped.detailed :]:  # a line, not a card: no commands
+        assert not [s for s in item.remediation if flat(s.command) in text]
 
 
 def test_summary_pdf_trend_notices_and_unowned(env: Any = None) -> None:

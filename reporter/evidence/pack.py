@@ -99,13 +99,31 @@ class RunFolder:
         return tuple(self._files[p] for p in sorted(self._files))
 
     def write(self, relpath: str, data: bytes) -> FileRecord:
+        target, path = self._target(relpath)
+        target.write_bytes(data)
+        return self._record(FileRecord(str(path), hashlib.sha256(data).hexdigest(), len(data)))
+
+    def write_chunks(self, relpath: str, chunks: Iterable[bytes]) -> FileRecord:
+        """Write a file piece by piece, hashing as it goes: a 400 MB findings.json never has
+        to be in memory at once."""
+        target, path = self._target(relpath)
+        digest, size = hashlib.sha256(), 0
+        with target.open("wb") as fh:
+            for chunk in chunks:
+                fh.write(chunk)
+                digest.update(chunk)
+                size += len(chunk)
+        return self._record(FileRecord(str(path), digest.hexdigest(), size))
+
+    def _target(self, relpath: str) -> tuple[Path, PurePosixPath]:
         path = safe_relpath(relpath)
         if str(path) in self._files:
             raise ValueError(f"{relpath} was already written in this run")
         target = self.partial.joinpath(*path.parts)
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
-        record = FileRecord(str(path), hashlib.sha256(data).hexdigest(), len(data))
+        return target, path
+
+    def _record(self, record: FileRecord) -> FileRecord:
         self._files[record.path] = record
         return record
 

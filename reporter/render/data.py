@@ -10,7 +10,7 @@ import csv
 import io
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -243,23 +243,25 @@ def findings_document(items: Iterable[ReportItem], context: RunContext) -> dict[
 def findings_json(items: Iterable[ReportItem], context: RunContext) -> bytes:
     """`data/findings.json`: UTF-8, indented, keys in record order (not sorted: reads better).
 
-    The same bytes as `json.dumps(findings_document(...), indent=2)`, built one record at a
-    time: with 100,000 findings, the list of records and the whole text would each cost
-    hundreds of megabytes on top of the result.
-    """
+    The same bytes as `json.dumps(findings_document(...), indent=2)`."""
+    return b"".join(findings_json_chunks(items, context))
+
+
+def findings_json_chunks(items: Iterable[ReportItem], context: RunContext) -> Iterator[bytes]:
+    """`findings_json` one record at a time, for writing straight to disk: with 100,000
+    findings the records and the whole text would each cost hundreds of megabytes."""
     head = findings_document((), context)
     opening = json.dumps(head, indent=2, ensure_ascii=False)
     # `"findings": []` closes the document; the records go between its brackets.
     before, _, after = opening.rpartition("[]")
-    parts = [before.encode("utf-8")]
+    yield before.encode("utf-8")
     separator = b"["
     for item in sort_items(items):
         record = json.dumps(finding_record(item), indent=2, ensure_ascii=False)
-        parts.append(separator + b"\n    " + record.replace("\n", "\n    ").encode("utf-8"))
+        yield separator + b"\n    " + record.replace("\n", "\n    ").encode("utf-8")
         separator = b","
-    parts.append(b"\n  ]" if len(parts) > 1 else b"[]")
-    parts.append((after + "\n").encode("utf-8"))
-    return b"".join(parts)
+    yield b"[]" if separator == b"[" else b"\n  ]"
+    yield (after + "\n").encode("utf-8")
 
 
 def _last_used(value: str | None) -> str:
@@ -323,13 +325,22 @@ def defuse_csv(value: str) -> str:
 
 def findings_csv(items: Iterable[ReportItem]) -> bytes:
     """`data/findings.csv`: the flattened records, RFC 4180, UTF-8 without BOM."""
+    return b"".join(findings_csv_chunks(items))
+
+
+def findings_csv_chunks(items: Iterable[ReportItem], rows: int = 500) -> Iterator[bytes]:
+    """`findings_csv` in pieces of `rows` records, for writing straight to disk."""
     buffer = io.StringIO(newline="")
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(FLAT_COLUMNS)
-    for item in sort_items(items):
+    for n, item in enumerate(sort_items(items), 1):
         flat = flat_record(finding_record(item))
         writer.writerow(_csv_cell(flat[c]) for c in FLAT_COLUMNS)
-    return buffer.getvalue().encode("utf-8")
+        if n % rows == 0:
+            yield buffer.getvalue().encode("utf-8")
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue().encode("utf-8")
 
 
 def _csv_cell(value: Any) -> str:

@@ -29,7 +29,7 @@ from jinja2 import Environment
 
 from reporter.models import OwnerReport
 from reporter.render.environment import make_environment
-from reporter.render.pdf import PER_ACCOUNT, render_owner_pdf
+from reporter.render.pdf import DEFAULT_LIMITS, PdfLimits, render_owner_pdf
 from reporter.render.xlsx import render_owner_xlsx
 
 # Tasks queued ahead of the one the caller waits for, per worker: enough to keep the workers
@@ -71,12 +71,11 @@ def worker_count(configured: int, tasks: int) -> int:
 
 
 def render_owner(
-    report: OwnerReport, env: Environment, per_account: int | None = PER_ACCOUNT
+    report: OwnerReport, env: Environment, limits: PdfLimits = DEFAULT_LIMITS
 ) -> OwnerFilesRendered:
     """One owner's files, in this process."""
-    return OwnerFilesRendered(
-        report, render_owner_pdf(report, env, per_account), render_owner_xlsx(report)
-    )
+    pdf = render_owner_pdf(report, env, limits)
+    return OwnerFilesRendered(report, pdf, render_owner_xlsx(report))
 
 
 class OwnerFiles:
@@ -91,11 +90,11 @@ class OwnerFiles:
         reports: Sequence[OwnerReport],
         template_dir: Path | None,
         workers: int = 0,
-        per_account: int | None = PER_ACCOUNT,
+        limits: PdfLimits = DEFAULT_LIMITS,
     ) -> None:
         self._reports = list(reports)
         self._template_dir = template_dir
-        self._per_account = per_account
+        self._limits = limits
         self._next = 0
         self._pending: deque[tuple[OwnerReport, Future[tuple[bytes, bytes]]]] = deque()
         self._pool: ProcessPoolExecutor | None = None
@@ -106,7 +105,7 @@ class OwnerFiles:
                 self.workers,
                 mp_context=get_context("spawn"),
                 initializer=_init_worker,
-                initargs=(template_dir, per_account),
+                initargs=(template_dir, limits),
             )
             # Workers must not outlive an OwnerFiles dropped by an error before close().
             self._finalizer = weakref.finalize(
@@ -135,7 +134,7 @@ class OwnerFiles:
                 raise StopIteration
             report = self._reports[self._next]
             self._next += 1
-            return render_owner(report, self._env, self._per_account)
+            return render_owner(report, self._env, self._limits)
         if not self._pending:
             self.close()
             raise StopIteration
@@ -175,26 +174,26 @@ def render_owner_files(
     reports: Sequence[OwnerReport],
     template_dir: Path | None,
     workers: int = 0,
-    per_account: int | None = PER_ACCOUNT,
+    limits: PdfLimits = DEFAULT_LIMITS,
 ) -> OwnerFiles:
     """Start rendering every owner's PDF and workbook; iterate for (report, pdf, xlsx)."""
-    return OwnerFiles(reports, template_dir, workers, per_account)
+    return OwnerFiles(reports, template_dir, workers, limits)
 
 
 # ---- worker side ------------------------------------------------------------------------------
 
 _worker_env: Environment | None = None
-_worker_per_account: int | None = PER_ACCOUNT
+_worker_limits = DEFAULT_LIMITS
 
 
-def _init_worker(template_dir: Path | None, per_account: int | None) -> None:
-    global _worker_env, _worker_per_account
+def _init_worker(template_dir: Path | None, limits: PdfLimits) -> None:
+    global _worker_env, _worker_limits
     _worker_env = make_environment(template_dir)
-    _worker_per_account = per_account
+    _worker_limits = limits
 
 
 def _render(report: OwnerReport) -> tuple[bytes, bytes]:
     # Only the bytes travel back; the parent pairs them with its own copy of the report.
     assert _worker_env is not None, "worker not initialised"
-    files = render_owner(report, _worker_env, _worker_per_account)
+    files = render_owner(report, _worker_env, _worker_limits)
     return files.pdf, files.xlsx

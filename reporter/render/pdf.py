@@ -7,12 +7,16 @@ reach the network or the file system.
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import Environment, TemplateError
-from weasyprint import HTML
+from weasyprint import CSS, HTML
+from weasyprint.text.fonts import FontConfiguration
 from weasyprint.urls import FatalURLFetchingError, URLFetcher
 
+from reporter.aggregate import sort_items
 from reporter.errors import RenderError
 from reporter.models import FindingStatus, OrgSummary, OwnerReport
 from reporter.render import views
@@ -25,10 +29,26 @@ SUMMARY_ACCOUNTS = 8
 SUMMARY_OLDEST = 5
 SUMMARY_SLA = 5
 SUMMARY_RESOLVED = 5
-# Findings listed in full per account (highest priority first). Layout time is linear in the
-# findings listed, and a manager does not read 300 cards; the workbook lists every finding with
-# its commands, and the PDF says so where it stops. None lists everything.
-PER_ACCOUNT = 25
+
+
+@dataclass(frozen=True)
+class PdfLimits:
+    """How much of each owner's findings the PDF lists (`reports.pdf_*`); the workbook has all.
+
+    Layout time is what limits these: WeasyPrint spends about 2 ms on a one-line finding and
+    40-50 ms on a finding with its commands (a third of a page), so a PDF that printed every
+    command of 200 findings would take 10 s per owner and run to 100 pages nobody reads. The
+    PDF is the manager's: every account lists its `per_account` highest-priority findings, one
+    line each with a console link, and "Start here" gives the `detailed` highest-priority
+    findings of the whole report with their exact commands and rollbacks.
+    """
+
+    per_account: int | None = 10
+    detailed: int = 3
+
+
+DEFAULT_LIMITS = PdfLimits()
+
 # Unowned findings listed in the organization summary; the rest are in its workbook.
 SUMMARY_UNOWNED = 200
 
@@ -55,19 +75,47 @@ def render_template(env: Environment, name: str, values: dict[str, Any]) -> str:
         raise RenderError(f"template {name}: {type(exc).__name__}: {exc}") from exc
 
 
+# The report stylesheet is the same for every owner, and parsing it costs WeasyPrint about
+# 40 ms a document (a sixth of a short report): the <style> element of the head is parsed once
+# per process and passed in pre-parsed. Keyed by its text, so a template folder that changes
+# the CSS gets its own entry.
+_HEAD_STYLE = re.compile(r"\A(.*?<head\b.*?)<style>(.*?)</style>(.*?</head>)", re.S | re.I)
+_STYLESHEETS: dict[str, CSS] = {}
+_FONTS = FontConfiguration()
+
+
+def _stylesheet(text: str) -> CSS:
+    found = _STYLESHEETS.get(text)
+    if found is None:
+        if len(_STYLESHEETS) >= 8:  # template folders are few; never grow without bound
+            _STYLESHEETS.clear()
+        found = _STYLESHEETS[text] = CSS(
+            string=text, url_fetcher=OfflineFetcher(), font_config=_FONTS
+        )
+    return found
+
+
 def html_to_pdf(html: str) -> bytes:
     """Lay out `html` with WeasyPrint, offline."""
+    stylesheets = []
+    head = _HEAD_STYLE.match(html)
+    if head is not None:
+        html = head.group(1) + head.group(3) + html[head.end() :]
+        stylesheets.append(_stylesheet(head.group(2)))
     try:
-        pdf: bytes = HTML(string=html, base_url=None, url_fetcher=OfflineFetcher()).write_pdf()
+        document = HTML(string=html, base_url=None, url_fetcher=OfflineFetcher())
+        pdf: bytes = document.write_pdf(stylesheets=stylesheets, font_config=_FONTS)
     except FatalURLFetchingError as exc:
         # A BaseException in WeasyPrint; it must not slip past callers' `except Exception`.
         raise RenderError(f"report template refers to an external resource: {exc}") from exc
     return pdf
 
 
-def owner_values(report: OwnerReport, per_account: int | None = PER_ACCOUNT) -> dict[str, Any]:
+def owner_values(report: OwnerReport, limits: PdfLimits = DEFAULT_LIMITS) -> dict[str, Any]:
     """What owner_report.html.j2 sees (documented at the top of the template)."""
     items = report.items
+    # Highest priority first, whatever order the report came in: "Start here" takes the top.
+    open_items = views.active(sort_items(items))
     accounts = views.by_account(items, report.accounts)
     ages = [i.unused_days for i in items if i.unused_days is not None]
     managers = sorted({i.owner.manager for i in items if i.sla_breached and i.owner.manager})
@@ -97,8 +145,9 @@ def owner_values(report: OwnerReport, per_account: int | None = PER_ACCOUNT) -> 
         if exception_ids
         else tuple(report.exception_notices),
         "longest_unused": max(ages) if ages else None,
-        "sections": views.sections(views.active(items), report.accounts, per_account),
-        "per_account": per_account,
+        "detailed": open_items[: limits.detailed],
+        "sections": views.sections(open_items, report.accounts, limits.per_account),
+        "per_account": limits.per_account,
         "excepted": tuple(i for i in items if i.status is FindingStatus.EXCEPTED),
         "coverage": views.coverage(report.coverage),
     }
@@ -132,9 +181,9 @@ def summary_values(summary: OrgSummary) -> dict[str, Any]:
 
 
 def render_owner_html(
-    report: OwnerReport, env: Environment, per_account: int | None = PER_ACCOUNT
+    report: OwnerReport, env: Environment, limits: PdfLimits = DEFAULT_LIMITS
 ) -> str:
-    return render_template(env, OWNER_TEMPLATE, owner_values(report, per_account))
+    return render_template(env, OWNER_TEMPLATE, owner_values(report, limits))
 
 
 def render_summary_html(summary: OrgSummary, env: Environment) -> str:
@@ -142,11 +191,11 @@ def render_summary_html(summary: OrgSummary, env: Environment) -> str:
 
 
 def render_owner_pdf(
-    report: OwnerReport, env: Environment, per_account: int | None = PER_ACCOUNT
+    report: OwnerReport, env: Environment, limits: PdfLimits = DEFAULT_LIMITS
 ) -> bytes:
-    """The PDF one owner receives: cover, one-page summary, a section per account, excepted
-    findings, coverage. `per_account` caps the findings listed per account (None: all)."""
-    return html_to_pdf(render_owner_html(report, env, per_account))
+    """The PDF one owner receives: cover, one-page summary, the findings to start with and
+    their commands, a section per account, excepted findings, coverage."""
+    return html_to_pdf(render_owner_html(report, env, limits))
 
 
 def render_summary_pdf(summary: OrgSummary, env: Environment) -> bytes:
