@@ -212,7 +212,7 @@ def _run(
         context,
         coverage,
         resolved=resolved,
-        resolved_owner=lambda r: _resolved_owner(r, by_id, rules),
+        resolved_owner=lambda r: _resolved_owner(r, by_id, rules, contacts.contacts),
         notices_by_recipient=_notices(exceptions, items, rules.fallback, settings.owners.allows),
     )
     summary = summarise(
@@ -388,13 +388,17 @@ def _error_text(exc: Exception) -> str:
 
 
 def _resolved_owner(
-    resolved: ResolvedFinding, accounts: Mapping[str, Account], rules: OwnerRules
+    resolved: ResolvedFinding,
+    accounts: Mapping[str, Account],
+    rules: OwnerRules,
+    contacts: Mapping[str, str] | None = None,
 ) -> str | None:
     """Who hears that a finding is gone: its principal no longer exists, so the ladder runs on
-    what remains (account tag, OU, owner map) — the owner who had it, in the usual case."""
+    what remains (account tag, OU, owner map, the SECURITY contacts this run read for open
+    findings) — the owner who had it, in the usual case."""
     finding = Finding(FindingType(resolved.type), resolved.account_id, resolved.principal_arn)
     account = accounts.get(resolved.account_id) or unknown_account(resolved.account_id)
-    return resolve_owner(finding, account, rules).owner
+    return resolve_owner(finding, account, rules, contacts or {}).owner
 
 
 def _this_run(context: RunContext, changes: HistoryDiff) -> TrendPoint:
