@@ -201,11 +201,9 @@ def bare_workbook(rows: list[list[object]]) -> bytes:
 
 def findings_sheet_only(report: OwnerReport) -> bytes:
     """Our Findings sheet by itself, records built from the items as the renderer does."""
-    book = xlsx._Book()
+    book = xlsx._book(report.context)
     xlsx._findings_sheet(book, report.items)
-    buffer = io.BytesIO()
-    book.wb.save(buffer)
-    return buffer.getvalue()
+    return book.finish()
 
 
 def plain_values(report: OwnerReport) -> list[list[object]]:
@@ -328,7 +326,7 @@ def bench_workbook(rows: int, out: Figures) -> None:
         f"sheet alone (same rows; records, styles, links, validation) {rows / findings_only:,.0f}"
         f" rows/s -> {bare / findings_only:.2f}x; our whole workbook (plus {steps:,} Remediation "
         f"rows, Summary, Exceptions, Coverage) {rows / ours:,.0f} rows/s -> {bare / ours:.2f}x "
-        "(target >= 0.7x)"
+        "(our speed over the bare loop's; target >= 0.7x)"
     )
 
 
