@@ -8,6 +8,16 @@ whichever code made the client.
 Rates (reference §0, §2.9, §3.1): Security Hub GetFindings 3/s burst 6, everything else in
 Security Hub 10/s burst 30; Organizations per operation (the per-account figures). Access
 Analyzer publishes no rates (reference §1.11): it is not paced unless configured.
+
+Why the client's buckets are smaller than the service's: the service counts a request when it
+arrives, the client when it takes the token, and the two moments are not a fixed distance
+apart (thread scheduling, the GIL, the network). After an idle spell both buckets are full; a
+client allowed the service's whole burst then has no margin at all, and the 5 % rate headroom
+builds it back at only 5 % of the rate (0.26 of a token 26 ms after a burst at 200/s), so a
+millisecond of bunching on the way is a ThrottlingException. Holding back half the burst
+leaves that many tokens at the service to absorb the bunching, and costs nothing over a long
+run, whose time is set by the rate. After a throttle anyway, the bucket of that operation is
+emptied (`on_response`): the service has just said its own is empty.
 """
 
 from __future__ import annotations
@@ -18,6 +28,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from .telemetry import THROTTLE_CODES
 
 
 @dataclass(frozen=True)
@@ -31,6 +43,10 @@ class Rate:
 
     def scaled(self, factor: float) -> Rate:
         return Rate(self.per_second * factor, self.burst)
+
+    def share(self, rate_share: float, burst_share: float) -> Rate:
+        """The part of this limit a client uses: a share of the rate and of the burst (>= 1)."""
+        return Rate(self.per_second * rate_share, max(1, int(self.burst * burst_share)))
 
 
 # Keys are `<service id>.<Operation>`, or `<service id>.*` for the rest of a service; the
@@ -89,6 +105,12 @@ class TokenBucket:
         self._stamp = now
         self._tokens = min(float(self.rate.burst), self._tokens + elapsed * self.rate.per_second)
 
+    def drain(self) -> None:
+        """Spend what is saved: the next caller waits for a fresh token (reservations stand)."""
+        with self._lock:
+            self._refill()
+            self._tokens = min(self._tokens, 0.0)
+
     def acquire(self) -> float:
         """Take one token, sleeping until it exists; returns the seconds slept."""
         with self._lock:
@@ -105,13 +127,19 @@ class TokenBucket:
 # reaches it, a little after ours started; at exactly the documented rate a saturated client
 # would stay that little bit ahead of the service's bucket and be throttled now and then.
 HEADROOM = 0.95
+# Use this share of a documented burst (at least 1): the rest is the margin that absorbs
+# requests bunching between our token and the service's count (module docstring).
+BURST_SHARE = 0.5
 
 
 class Limiter:
-    """The buckets of one run, by operation; `on_send` is the botocore `before-send` handler.
+    """The buckets of one run, by operation; `on_send` is the botocore `before-send` handler,
+    `on_response` the `needs-retry` one.
 
     `scale` multiplies every rate (the benchmark's time-scaled sandbox); `headroom` is the
-    share of each rate actually used.
+    share of each rate actually used and `burst_share` the share of each burst. Both default
+    to the margins above; `headroom=1.0` alone means the service's exact limits, burst
+    included (for tests of the arithmetic).
     """
 
     def __init__(
@@ -121,27 +149,43 @@ class Limiter:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         headroom: float = HEADROOM,
+        burst_share: float | None = None,
     ) -> None:
-        if scale <= 0 or not math.isfinite(scale) or not 0 < headroom <= 1:
-            raise ValueError("scale must be a positive number and headroom in (0, 1]")
-        scale *= headroom
-        self._scale = scale
-        self._rates = {key: rate.scaled(scale) for key, rate in rates.items()}
+        if burst_share is None:
+            burst_share = 1.0 if headroom == 1 else BURST_SHARE
+        if (
+            scale <= 0
+            or not math.isfinite(scale)
+            or not 0 < headroom <= 1
+            or not 0 < burst_share <= 1
+        ):
+            raise ValueError("scale must be a positive number, headroom and burst_share in (0, 1]")
+        self._scale = scale * headroom
+        self._burst_share = burst_share
+        self._rates = {key: self._client_rate(rate) for key, rate in rates.items()}
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
         self._buckets: dict[str, TokenBucket | None] = {}
         self._shared: dict[str, TokenBucket] = {}
 
+    def _client_rate(self, rate: Rate) -> Rate:
+        return rate.share(self._scale, self._burst_share)
+
     def set_rate(self, key: str, rate: Rate) -> None:
         """Add or change a rate (`service.Operation` or `service.*`), scaled like the rest."""
         with self._lock:
-            self._rates[key] = rate.scaled(self._scale)
+            self._rates[key] = self._client_rate(rate)
             self._shared.pop(key, None)
             self._buckets.clear()
 
     def rate_for(self, operation: str) -> Rate | None:
         return self._rates.get(self._key(operation))
+
+    def paces(self, service: str) -> bool:
+        """Whether any operation of `service` (botocore's hyphenated id) is paced."""
+        with self._lock:
+            return any(key.startswith(f"{service}.") for key in self._rates)
 
     def _key(self, operation: str) -> str:
         # `securityhub.*` is one bucket shared by all the service's operations without their own.
@@ -167,6 +211,21 @@ class Limiter:
         operation = event_name.partition(".")[2]
         if operation:
             self.acquire(operation)
+
+    def on_response(self, event_name: str = "", response: Any = None, **_: Any) -> None:
+        """After a throttle, empty the operation's bucket. Never decides a retry (returns None).
+
+        The service refused because its bucket was empty; ours, by its own count, may still
+        hold tokens, and other threads would spend them on more refusals. Emptying it (once
+        per refusal, not a slower rate for the rest of the run) lines the two up again.
+        """
+        if not response or len(response) < 2 or not isinstance(response[1], Mapping):
+            return
+        if response[1].get("Error", {}).get("Code") not in THROTTLE_CODES:
+            return
+        bucket = self.bucket(event_name.partition(".")[2])
+        if bucket is not None:
+            bucket.drain()
 
     def waited(self) -> dict[str, float]:
         """Seconds spent waiting for tokens, by bucket key."""

@@ -57,6 +57,13 @@ def _fast_timestamps(core: botocore.session.Session) -> None:
     )
 
 
+def _service_id(session: boto3.Session, service: str) -> str:
+    # The limiter's keys use botocore's hyphenated service id, as in event names; the client's
+    # name usually is the same (`securityhub`, `accessanalyzer`) but need not be.
+    model = session._session.get_service_model(service)
+    return str(model.service_id.hyphenize())
+
+
 @dataclass(frozen=True)
 class AwsOptions:
     """The knobs of every client: endpoint, retry behaviour, Region, session name."""
@@ -104,10 +111,35 @@ class SessionFactory:
     def options(self) -> AwsOptions:
         return self._options
 
+    def retry_mode(self, service: str) -> str:
+        """The botocore retry mode of `service`'s clients: the configured one, except that a
+        service the limiter paces gets `standard` instead of `adaptive`.
+
+        Adaptive mode adds a client-side rate limiter that is off until the first throttle and
+        then caps the whole client (every operation) at 0.7 x the rate it measured, lower
+        after each further throttle, and climbs back along a cubic curve. Where we already
+        pace at the documented rates, that second limiter only costs time: a handful of
+        throttles held the Access Analyzer client at ~37 requests/s instead of ~190 for about
+        10 s each (benchmarks/collect.py, x10 time scale). Standard mode keeps the same
+        attempts and exponential backoff with jitter for the refused call alone, and our own
+        bucket is emptied after a throttle (`Limiter.on_response`). Services we do not pace
+        (STS, IAM, Account, Access Analyzer without `collection.access_analyzer_rate`) keep
+        adaptive mode, whose rate discovery is all they have.
+        """
+        mode = self._options.retry_mode
+        if mode == "adaptive" and self.limiter.paces(_service_id(self._base, service)):
+            return "standard"
+        return mode
+
     def client(self, service: str, session: boto3.Session | None = None, region: str = "") -> Any:
         """A paced, counted client with our retry configuration, on `session` or the base."""
         config = Config(
-            retries={"mode": self._options.retry_mode, "max_attempts": self._options.max_attempts},
+            # `total_max_attempts` counts the first attempt, as `aws.max_attempts` is documented;
+            # botocore's `max_attempts` would count retries only (10 -> 11 attempts).
+            retries={
+                "mode": self.retry_mode(service),
+                "total_max_attempts": self._options.max_attempts,
+            },
             user_agent_extra="unused-access-reporter",
             max_pool_connections=self._options.max_pool_connections,
         )
@@ -122,6 +154,7 @@ class SessionFactory:
         # `before-send.*.*` is more specific than any per-service handler (the sandbox's
         # stand-ins, moto), so every attempt waits for its token before anything answers it.
         events.register_first("before-send.*.*", self.limiter.on_send, unique_id="reporter-pace")
+        events.register("needs-retry", self.limiter.on_response, unique_id="reporter-pace-resync")
         self.telemetry.register(events)
         return client
 
