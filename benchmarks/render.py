@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import html
 import io
 import os
@@ -346,6 +347,7 @@ def bench_scale(
         items = enrich(normalised, {a.id: a for a in accounts}, RULES, "eu-west-1", NOW)
         reports = by_owner(items, ("security@example.com",), CONTEXT, coverage)
         summary = summarise(items, reports, CONTEXT, coverage, 0, 0)
+        gc.freeze()  # as the pipeline does (see reporter/pipeline.py)
         env = make_environment()
         with render_owner_files(reports, None, workers, limits) as owner_files:
             folder.write_chunks("data/findings.json", findings_json_chunks(summary.items, CONTEXT))
@@ -357,6 +359,7 @@ def bench_scale(
                 folder.write(f"owners/{n:04d}/report.pdf", rendered.pdf)
                 folder.write(f"owners/{n:04d}/findings.xlsx", rendered.xlsx)
         elapsed = time.perf_counter() - start
+        gc.unfreeze()
         files = len(folder.files)
         sizes = sum(f.size for f in folder.files)
     out.add(
