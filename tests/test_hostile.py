@@ -39,6 +39,7 @@ from reporter.config import load_data
 from reporter.models import RunResult
 from reporter.render.data import FORMULA_TRIGGERS
 from reporter.sandbox import Sandbox, SandboxSpec
+from tests.pdfs import link_actions
 from tests.smtp_server import Recorder, smtp_server
 
 PASSWORD = "Smtp-S3cret-4a7f19"
@@ -292,18 +293,13 @@ def test_pdfs_show_markup_as_text_and_carry_no_active_content(hostile: HostileRu
             assert active not in raw, (path, active)
         reader = PdfReader(path)
         shown += "".join(page.extract_text() for page in reader.pages)
-        for page in reader.pages:
-            for annot in page.get("/Annots") or []:
-                action = annot.get_object().get("/A")
-                if action is None:
-                    continue
-                action = action.get_object()
-                assert action.get("/S") in ("/URI", "/GoTo"), action
-                uri = str(action.get("/URI", ""))
-                if uri:
-                    host = urlsplit(uri).hostname or ""
-                    assert uri.startswith("https://"), uri
-                    assert host == "aws.amazon.com" or host.endswith(".aws.amazon.com"), uri
+        for action in link_actions(reader):
+            assert action.get("/S") in ("/URI", "/GoTo"), action
+            uri = str(action.get("/URI", ""))
+            if uri:
+                host = urlsplit(uri).hostname or ""
+                assert uri.startswith("https://"), uri
+                assert host == "aws.amazon.com" or host.endswith(".aws.amazon.com"), uri
     assert "<script>" in shown and "</style>" in shown  # printed, never interpreted
     # The override (in the account tag quoted by the ownership notes) is shown, never obeyed.
     assert "\u202e" not in shown and ("[U+202E]" in shown or "\\u202e" in shown)

@@ -24,6 +24,7 @@ from reporter.render import data, pdf, views, xlsx
 from reporter.render.environment import isodate, make_environment, plural, utc_minutes, visible
 from reporter.render.schema import FINDINGS_SCHEMA
 from tests import factories as fx
+from tests.pdfs import link_uris
 
 # ---- shared renders (PDF layout is the slow part: render each once per module) ----------------
 
@@ -62,17 +63,6 @@ def owner_html(report: OwnerReport, env: Any) -> str:
 @pytest.fixture(scope="module")
 def owner_book(report: OwnerReport) -> openpyxl.Workbook:
     return openpyxl.load_workbook(io.BytesIO(xlsx.render_owner_xlsx(report)))
-
-
-def link_uris(reader: PdfReader) -> list[str]:
-    uris = []
-    for page in reader.pages:
-        for ref in page.get("/Annots") or []:
-            annot = ref.get_object()
-            action = annot.get("/A")
-            if annot.get("/Subtype") == "/Link" and action is not None and "/URI" in action:
-                uris.append(str(action["/URI"]))
-    return uris
 
 
 def squash(text: str) -> str:
