@@ -42,7 +42,6 @@ from pathlib import Path
 from reporter.collect import Collection, collect
 from reporter.config import Settings, load_data
 from reporter.discover import Scope, fetch_organization, parse_accounts, split_scope
-from reporter.models import RawRecord
 from reporter.ratelimit import DOCUMENTED_RATES, Limiter, Rate
 from reporter.sandbox import Sandbox, SandboxSpec
 from reporter.session import AwsOptions, SessionFactory
@@ -115,7 +114,7 @@ def _minimum(sandbox: Sandbox, result: Collection) -> dict[str, int]:
         served = len(result.raw["security_hub"]) + sum(result.skipped.values())
         minimum["securityhub.GetFindings"] = math.ceil(served / PAGE)
     if "access_analyzer" in result.raw:
-        records: tuple[RawRecord, ...] = result.raw["access_analyzer"]
+        records = result.raw["access_analyzer"]
         minimum["accessanalyzer.ListFindingsV2"] = max(1, math.ceil(len(records) / PAGE))
         minimum["accessanalyzer.GetFindingV2"] = sum(
             max(1, math.ceil(len(r.payload.get("findingDetails") or ()) / DETAILS_PAGE))

@@ -11,7 +11,7 @@ from .links import links_for
 from .models import Account, ExceptionMatch, Finding, FindingStatus, ReportItem
 from .owners import OwnerRules, resolve_owner
 from .priority import priority
-from .remediation import remediation_for
+from .remediation import Remediation
 
 
 def unused_days(finding: Finding, now: datetime) -> int | None:
@@ -65,7 +65,7 @@ def enrich(
                 account=account,
                 owner=resolve_owner(finding, account, rules, contacts or {}, contact_errors or {}),
                 links=links,
-                remediation=remediation_for(finding, links),
+                remediation=Remediation(finding, links),
                 priority=priority(finding, days, excepted=status is FindingStatus.EXCEPTED),
                 status=status,
                 first_seen=seen,

@@ -6,7 +6,7 @@ Raw boto3 dicts stop at `normalise`; everything after it sees only these types.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
@@ -213,7 +213,8 @@ class ReportItem:
     account: Account
     owner: OwnerResolution
     links: Links
-    remediation: tuple[RemediationStep, ...]
+    # reporter.remediation.Remediation (steps derived when read) or a tuple of steps.
+    remediation: Sequence[RemediationStep]
     priority: int
     status: FindingStatus = FindingStatus.ACTIVE
     first_seen: date | None = None

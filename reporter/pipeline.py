@@ -49,11 +49,11 @@ from .models import (
 )
 from .normalise import normalise
 from .owners import OwnerRules, needs_contacts, resolve_owner, rules_from_settings
-from .render.data import findings_csv_chunks, findings_json_chunks
+from .render.data import findings_data_chunks
 from .render.environment import make_environment
 from .render.parallel import OwnerFilesRendered, render_owner_files
 from .render.pdf import PdfLimits, render_summary_pdf
-from .render.xlsx import render_summary_xlsx
+from .render.xlsx import SummaryWorkbook
 from .session import SessionFactory
 
 log = logging.getLogger(__name__)
@@ -247,8 +247,13 @@ def _run(
             settings.reports.pdf_findings_per_account, settings.reports.pdf_detailed_findings
         ),
     )
-    folder.write_chunks("data/findings.json", findings_json_chunks(summary.items, context))
-    folder.write_chunks("data/findings.csv", findings_csv_chunks(summary.items))
+    # One pass over the findings writes both data files and the organization workbook's
+    # Findings sheet; the workbook's other sheets follow after the summary PDF.
+    org_book = SummaryWorkbook(summary)
+    folder.write_together(
+        ("data/findings.json", "data/findings.csv"),
+        findings_data_chunks(org_book.items, context, on_record=org_book.add),
+    )
     folder.write_json("data/coverage.json", [_coverage_record(c) for c in coverage])
     folder.write_json(
         "data/quarantine.json",
@@ -258,7 +263,7 @@ def _run(
         ],
     )
     folder.write("summary/summary.pdf", render_summary_pdf(summary, env))
-    folder.write("summary/findings.xlsx", render_summary_xlsx(summary))
+    folder.write("summary/findings.xlsx", org_book.finish())
 
     deliverer = open_deliverer(
         settings,

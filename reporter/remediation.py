@@ -30,9 +30,11 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from shlex import quote
+from typing import overload
 
 from .links import identity_center_url, partition_of, policy_url
 from .models import (
@@ -56,6 +58,52 @@ _NAME_MAX = 128  # IAM policy names
 def deny_all_arn(partition: str) -> str:
     """The AWS managed deny-everything policy in the principal's partition."""
     return f"arn:{partition}:iam::aws:policy/AWSDenyAll"
+
+
+class Remediation(Sequence[RemediationStep]):
+    """A finding's steps, derived each time they are read instead of stored with the finding.
+
+    Steps are pure functions of the finding and its links, and long: at 100,000 findings they
+    were 260 MB of a run's 560 MB, while each is read only a few times (the data files, the
+    workbooks, a PDF card). Building one finding's steps takes about 30 µs. Equal to, and
+    interchangeable with, the tuple `remediation_for` returns.
+    """
+
+    __slots__ = ("finding", "links")
+
+    def __init__(self, finding: Finding, links: Links) -> None:
+        self.finding = finding
+        self.links = links
+
+    def steps(self) -> tuple[RemediationStep, ...]:
+        return remediation_for(self.finding, self.links)
+
+    def __iter__(self) -> Iterator[RemediationStep]:
+        return iter(self.steps())
+
+    def __len__(self) -> int:
+        return len(self.steps())
+
+    @overload
+    def __getitem__(self, index: int) -> RemediationStep: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[RemediationStep, ...]: ...
+    def __getitem__(self, index: int | slice) -> RemediationStep | tuple[RemediationStep, ...]:
+        return self.steps()[index]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence):
+            return self.steps() == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.steps())
+
+    def __repr__(self) -> str:
+        return f"Remediation({self.steps()!r})"
+
+    def __reduce__(self) -> tuple[type[Remediation], tuple[Finding, Links]]:
+        return Remediation, (self.finding, self.links)
 
 
 def remediation_for(finding: Finding, links: Links) -> tuple[RemediationStep, ...]:

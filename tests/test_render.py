@@ -503,7 +503,8 @@ def test_findings_json_is_utf8_and_keeps_hostile_text(report: OwnerReport) -> No
 
 
 def read_csv(items: tuple[ReportItem, ...]) -> list[dict[str, str]]:
-    return list(csv.DictReader(io.StringIO(data.findings_csv(items).decode("utf-8"), newline="")))
+    text = data.findings_csv(items, fx.make_context()).decode("utf-8")
+    return list(csv.DictReader(io.StringIO(text, newline="")))
 
 
 def test_findings_csv_parses_and_matches_records(report: OwnerReport) -> None:

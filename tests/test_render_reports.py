@@ -20,6 +20,7 @@ from pypdf import PdfReader
 
 from reporter.aggregate import by_owner, sort_items, summarise
 from reporter.errors import RenderError
+from reporter.evidence.pack import RunFolder
 from reporter.models import FindingStatus, OwnerReport, RemediationStep, ReportItem
 from reporter.render import data, pdf, views, xlsx
 from reporter.render.environment import make_environment
@@ -181,7 +182,16 @@ def test_summary_pdf_trend_notices_and_unowned(env: Any = None) -> None:
         assert point.run_id in text
     assert "EXC-2024-031—expiredon2025-03-01" in text
     assert "EXC-2024-002—matchesnofinding" in text
-    assert "old-jenkins" in text and "PASTSLA" in text
+    assert "old-jenkins" in text  # unowned
+    # The ranking: one line per owner with its counts, most findings first.
+    top = views.owner_ranking(summary)[0]
+    assert (
+        flat(
+            f"1. {top.owner} · {top.findings} findings ({top.active} active, {top.new} new, "
+            f"{top.sla_breached} past SLA) · {top.accounts} account"
+        )
+        in text
+    )
 
 
 # ---- workbook --------------------------------------------------------------------------------
@@ -246,6 +256,33 @@ def test_organization_workbook_has_the_trend() -> None:
     ]
 
 
+def test_one_pass_writes_the_data_files_and_the_organization_workbook(tmp_path: Path) -> None:
+    """The pipeline's single pass gives the same three files as rendering each on its own."""
+    summary = fx.make_summary()
+    book = xlsx.SummaryWorkbook(summary)
+    folder = RunFolder(tmp_path, summary.context.run_id)
+    folder.write_together(
+        ("findings.json", "findings.csv"),
+        data.findings_data_chunks(book.items, summary.context, rows=2, on_record=book.add),
+    )
+    items = views.all_items(summary)
+    assert (folder.partial / "findings.json").read_bytes() == data.findings_json(
+        items, summary.context
+    )
+    assert (folder.partial / "findings.csv").read_bytes() == data.findings_csv(
+        items, summary.context
+    )
+    assert book.finish() == xlsx.render_summary_xlsx(summary)
+
+
+def test_organization_workbook_refuses_missing_findings_rows() -> None:
+    summary = fx.make_summary()
+    book = xlsx.SummaryWorkbook(summary)
+    book.add(data.flat_record(data.finding_record(book.items[0])))
+    with pytest.raises(ValueError, match=f"got 1 rows for {len(book.items)} findings"):
+        book.finish()
+
+
 # ---- JSON and CSV ----------------------------------------------------------------------------
 
 
@@ -268,7 +305,7 @@ def test_schema_rejects_a_record_that_drifts(report: OwnerReport) -> None:
 
 
 def test_csv_flattens_the_new_fields(report: OwnerReport) -> None:
-    text = data.findings_csv(report.items).decode()
+    text = data.findings_csv(report.items, report.context).decode()
     rows = {r["principal_name"]: r for r in csv.DictReader(io.StringIO(text, newline=""))}
     assert rows["ci-deployer"]["new"] == "true" and rows["legacy-batch-runner"]["new"] == "false"
     assert rows["reporting-etl"]["exception_reason"] == "'" + fx.HYPERLINK  # defused

@@ -14,7 +14,8 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -106,14 +107,27 @@ class RunFolder:
     def write_chunks(self, relpath: str, chunks: Iterable[bytes]) -> FileRecord:
         """Write a file piece by piece, hashing as it goes: a 400 MB findings.json never has
         to be in memory at once."""
-        target, path = self._target(relpath)
-        digest, size = hashlib.sha256(), 0
-        with target.open("wb") as fh:
-            for chunk in chunks:
-                fh.write(chunk)
-                digest.update(chunk)
-                size += len(chunk)
-        return self._record(FileRecord(str(path), digest.hexdigest(), size))
+        return self.write_together((relpath,), ((chunk,) for chunk in chunks))[0]
+
+    def write_together(
+        self, relpaths: Sequence[str], pieces: Iterable[Sequence[bytes]]
+    ) -> tuple[FileRecord, ...]:
+        """Write several files from one stream: each item of `pieces` holds the next piece of
+        every file, in `relpaths` order. The data files come from one pass over the findings."""
+        targets = [self._target(relpath) for relpath in relpaths]
+        digests = [hashlib.sha256() for _ in targets]
+        sizes = [0] * len(targets)
+        with ExitStack() as stack:
+            handles = [stack.enter_context(target.open("wb")) for target, _ in targets]
+            for group in pieces:
+                for n, piece in enumerate(group):
+                    handles[n].write(piece)
+                    digests[n].update(piece)
+                    sizes[n] += len(piece)
+        return tuple(
+            self._record(FileRecord(str(path), digest.hexdigest(), size))
+            for (_, path), digest, size in zip(targets, digests, sizes, strict=True)
+        )
 
     def _target(self, relpath: str) -> tuple[Path, PurePosixPath]:
         path = safe_relpath(relpath)

@@ -213,15 +213,46 @@ def render_owner_xlsx(report: OwnerReport) -> bytes:
 
 def render_summary_xlsx(summary: OrgSummary) -> bytes:
     """The organization workbook: every finding of the run, owned or not."""
-    items = views.all_items(summary)
-    book = _book(summary.context)
-    with _Summary(book) as sheet:
-        _meta(sheet, summary.context, "Unused access — organization summary", None)
-        _org_figures(sheet, summary, items)
-        _trend(sheet, summary)
-        _resolved(sheet, summary.resolved)
-    _tables(book, items, summary.coverage, summary.exception_notices)
+    book = SummaryWorkbook(summary)
+    with _collector_paused():
+        for item in book.items:
+            book.add(flat_record(finding_record(item)))
     return book.finish()
+
+
+class SummaryWorkbook:
+    """The organization workbook in two steps, so its Findings rows can come from a pass over
+    the findings the caller makes anyway: `add` every finding's flat record (`data.flat_record`)
+    in the order of `items`, then `finish`. The pipeline adds them while it writes the data
+    files, so each of 100,000 records is built once for the three files, not twice.
+    """
+
+    def __init__(self, summary: OrgSummary) -> None:
+        self._summary = summary
+        self.items = sort_items(views.all_items(summary))
+        self._book = _book(summary.context)
+        with _Summary(self._book) as sheet:
+            _meta(sheet, summary.context, "Unused access — organization summary", None)
+            _org_figures(sheet, summary, self.items)
+            _trend(sheet, summary)
+            _resolved(sheet, summary.resolved)
+        self._findings = _findings_sheet(self._book, len(self.items))
+
+    def add(self, flat: dict[str, Any]) -> None:
+        """The next finding's Findings row; `flat`'s values are in FLAT_COLUMNS order."""
+        self._findings.write(list(flat.values()))
+
+    def finish(self) -> bytes:
+        if self._findings.count != len(self.items):
+            raise ValueError(
+                f"the Findings sheet got {self._findings.count} rows for {len(self.items)} findings"
+            )
+        self._findings.sheet.close()
+        with _collector_paused():
+            _after_findings(
+                self._book, self.items, self._summary.coverage, self._summary.exception_notices
+            )
+        return self._book.finish()
 
 
 def _book(context: RunContext) -> Workbook:
@@ -415,10 +446,22 @@ def _tables(
     # than everything else in the run.
     ordered = sort_items(items)
     with _collector_paused():
-        _findings_sheet(book, ordered)
-        _remediation_sheet(book, ordered)
-        _exceptions_sheet(book, ordered, notices)
-        _coverage_sheet(book, coverage)
+        findings = _findings_sheet(book, len(ordered))
+        for item in ordered:
+            findings.write(list(flat_record(finding_record(item)).values()))
+        findings.sheet.close()
+        _after_findings(book, ordered, coverage, notices)
+
+
+def _after_findings(
+    book: Workbook,
+    ordered: Sequence[ReportItem],
+    coverage: Sequence[AccountCoverage],
+    notices: Sequence[ExceptionNotice],
+) -> None:
+    _remediation_sheet(book, ordered)
+    _exceptions_sheet(book, ordered, notices)
+    _coverage_sheet(book, coverage)
 
 
 @contextmanager
@@ -460,14 +503,28 @@ def _table_sheet(
     return sheet
 
 
-def _rows(sheet: Sheet, columns: Sequence[Column], rows: Iterable[list[Any]], default: int) -> None:
-    """Write `rows` (values in column order) with each column's kind and look."""
-    looks = [Look.WRAP if c.field in _WRAPPED else default for c in columns]
-    converters = [(n, f) for n, f in enumerate(map(_converter, (c.kind for c in columns))) if f]
-    for values in rows:
-        for n, convert in converters:
+class _Rows:
+    """Writes rows (values in column order) with each column's kind and look."""
+
+    def __init__(self, sheet: Sheet, columns: Sequence[Column], default: int) -> None:
+        self.sheet = sheet
+        self.count = 0
+        self._looks = [Look.WRAP if c.field in _WRAPPED else default for c in columns]
+        self._converters = [
+            (n, f) for n, f in enumerate(map(_converter, (c.kind for c in columns))) if f
+        ]
+
+    def write(self, values: list[Any]) -> None:
+        for n, convert in self._converters:
             values[n] = convert(values[n])
-        sheet.row(values, looks)
+        self.sheet.row(values, self._looks)
+        self.count += 1
+
+
+def _rows(sheet: Sheet, columns: Sequence[Column], rows: Iterable[list[Any]], default: int) -> None:
+    writer = _Rows(sheet, columns, default)
+    for values in rows:
+        writer.write(values)
 
 
 def _in_order(columns: Sequence[Column], records: Iterable[dict[str, Any]]) -> Iterator[list[Any]]:
@@ -475,11 +532,13 @@ def _in_order(columns: Sequence[Column], records: Iterable[dict[str, Any]]) -> I
     return ([record.get(f) for f in fields] for record in records)
 
 
-def _findings_sheet(book: Workbook, items: Sequence[ReportItem]) -> None:
+def _findings_sheet(book: Workbook, count: int) -> _Rows:
+    """The Findings sheet, open for one row per finding (a flat record's values, which are in
+    FLAT_COLUMNS order, the order of FINDING_COLUMNS); close its `sheet` when done."""
     columns = FINDING_COLUMNS + INPUT_COLUMNS
     decision = column_letter(len(FINDING_COLUMNS) + 1)
     validation = ListValidation(
-        sqref=f"{decision}2:{decision}{max(len(items), 1) + 1}",
+        sqref=f"{decision}2:{decision}{max(count, 1) + 1}",
         options=DECISIONS,
         title="Decision",
         prompt="Remove the access, keep it until a date (say which in Reason), or accept the risk.",
@@ -487,10 +546,7 @@ def _findings_sheet(book: Workbook, items: Sequence[ReportItem]) -> None:
     )
     # No per-cell alignment or fill here: the commands are wrapped on the Remediation sheet, and
     # the empty Decision and Reason cells are marked by their header and the validation's prompt.
-    with _table_sheet(book, "Findings", columns, validation) as sheet:
-        # A flat record's values are in FLAT_COLUMNS order, the order of FINDING_COLUMNS.
-        records = (list(flat_record(finding_record(i)).values()) for i in items)
-        _rows(sheet, FINDING_COLUMNS, records, Look.PLAIN)
+    return _Rows(_table_sheet(book, "Findings", columns, validation), FINDING_COLUMNS, Look.PLAIN)
 
 
 def _remediation_sheet(book: Workbook, items: Sequence[ReportItem]) -> None:
