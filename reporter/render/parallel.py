@@ -14,6 +14,7 @@ order.
 
 from __future__ import annotations
 
+import gc
 import os
 import weakref
 from collections import deque
@@ -190,6 +191,14 @@ def _init_worker(template_dir: Path | None, limits: PdfLimits) -> None:
     global _worker_env, _worker_limits
     _worker_env = make_environment(template_dir)
     _worker_limits = limits
+    # Everything alive now (the interpreter's, the modules', WeasyPrint's) lives as long as the
+    # worker. Frozen out of the cyclic collector, it stops making every full collection walk
+    # ~100,000 objects, and a higher first threshold lets the boxes of a layout die by
+    # reference counting between collections: collection time fell from ~45 to ~8 ms of an
+    # owner's ~500 ms (measured with gc.callbacks).
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 10)
 
 
 def _render(report: OwnerReport) -> tuple[bytes, bytes]:
