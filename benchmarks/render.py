@@ -348,7 +348,6 @@ def bench_scale(
         reports = by_owner(items, ("security@example.com",), CONTEXT, coverage)
         summary = summarise(items, reports, CONTEXT, coverage, 0, 0)
         gc.freeze()  # as the pipeline does (see reporter/pipeline.py)
-        print("CPU after aggregate", time.process_time(), flush=True)
         env = make_environment()
         with render_owner_files(reports, None, workers, limits) as owner_files:
             org_book = xlsx.SummaryWorkbook(summary)
@@ -359,7 +358,6 @@ def bench_scale(
             folder.write("summary/summary.pdf", pdf.render_summary_pdf(summary, env))
             folder.write("summary/findings.xlsx", org_book.finish())
             summary_done = time.perf_counter() - start
-            print("CPU after org files", time.process_time(), flush=True)
             for n, rendered in enumerate(owner_files):
                 folder.write(f"owners/{n:04d}/report.pdf", rendered.pdf)
                 folder.write(f"owners/{n:04d}/findings.xlsx", rendered.xlsx)

@@ -375,6 +375,9 @@ def test_pool_renders_every_owner_in_order(tmp_path: Path) -> None:
     ]
     with render_owner_files(reports, tmp_path, workers=2) as files:
         assert files.workers == 2
+        # Every report is with the pool before the caller asks for any: the caller may spend a
+        # minute on the organization files first, and the workers must not run dry meanwhile.
+        assert len(files._pending) == len(reports)
         rendered = list(files)
     assert [r.report.owner for r in rendered] == [r.owner for r in reports]
     for files_for, report in zip(rendered, reports, strict=True):

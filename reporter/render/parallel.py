@@ -33,11 +33,14 @@ from reporter.render.environment import make_environment
 from reporter.render.pdf import DEFAULT_LIMITS, PdfLimits, render_owner_pdf
 from reporter.render.xlsx import render_owner_xlsx
 
-# Tasks queued ahead of the one the caller waits for, per worker: enough to keep the workers
-# busy while the caller renders the organization summary (a minute with 100,000 findings) before
-# it reads the first owner's files, few enough that finished files (a few hundred kB each) do
-# not pile up in memory while the caller delivers.
-_AHEAD_PER_WORKER = 32
+# Reports handed to the pool ahead of the one the caller waits for. The caller tops the queue up
+# only when it takes the next files, and it takes none while it writes the data files and the
+# organization summary (a minute at 100,000 findings): a queue of 32 per worker ran dry after
+# 30 s and left both workers idle for 40 s of a 200 s run. 1,024 covers that minute at any
+# worker count here; finished files (about 100 kB an owner) wait in memory for the caller, so
+# this also bounds what piles up while it delivers. Pending reports cost nothing extra: the
+# pool pickles one only as a worker becomes free.
+_AHEAD = 1_024
 
 
 def mapping_proxy(values: dict[str, str]) -> MappingProxyType[str, str]:
@@ -119,9 +122,7 @@ class OwnerFiles:
 
     def _fill(self) -> None:
         assert self._pool is not None
-        while self._next < len(self._reports) and len(self._pending) < (
-            self.workers * _AHEAD_PER_WORKER
-        ):
+        while self._next < len(self._reports) and len(self._pending) < _AHEAD:
             report = self._reports[self._next]
             self._pending.append((report, self._pool.submit(_render, report)))
             self._next += 1
