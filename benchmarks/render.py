@@ -373,13 +373,13 @@ def bench_scale(
         gc.freeze()  # as the pipeline does (see reporter/pipeline.py)
         env = make_environment()
         with render_owner_files(reports, None, workers, limits) as owner_files:
-            org_book = xlsx.SummaryWorkbook(summary)
-            folder.write_together(
-                ("data/findings.json", "data/findings.csv"),
-                findings_data_chunks(org_book.items, CONTEXT, on_record=org_book.add),
-            )
-            folder.write("summary/summary.pdf", pdf.render_summary_pdf(summary, env))
-            folder.write("summary/findings.xlsx", org_book.finish())
+            with xlsx.SummaryWorkbook(summary) as org_book:
+                folder.write_together(
+                    ("data/findings.json", "data/findings.csv"),
+                    findings_data_chunks(org_book.items, CONTEXT, on_record=org_book.add),
+                )
+                folder.write("summary/summary.pdf", pdf.render_summary_pdf(summary, env))
+                folder.write("summary/findings.xlsx", org_book.finish())
             summary_done = time.perf_counter() - start
             for n, rendered in enumerate(owner_files):
                 folder.write(f"owners/{n:04d}/report.pdf", rendered.pdf)

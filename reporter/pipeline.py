@@ -249,21 +249,21 @@ def _run(
     )
     # One pass over the findings writes both data files and the organization workbook's
     # Findings sheet; the workbook's other sheets follow after the summary PDF.
-    org_book = SummaryWorkbook(summary)
-    folder.write_together(
-        ("data/findings.json", "data/findings.csv"),
-        findings_data_chunks(org_book.items, context, on_record=org_book.add),
-    )
-    folder.write_json("data/coverage.json", [_coverage_record(c) for c in coverage])
-    folder.write_json(
-        "data/quarantine.json",
-        [
-            {"source": q.source, "origin": q.origin, "reason": q.reason, "record": q.record}
-            for q in normalised.quarantined
-        ],
-    )
-    folder.write("summary/summary.pdf", render_summary_pdf(summary, env))
-    folder.write("summary/findings.xlsx", org_book.finish())
+    with SummaryWorkbook(summary) as org_book:
+        folder.write_together(
+            ("data/findings.json", "data/findings.csv"),
+            findings_data_chunks(org_book.items, context, on_record=org_book.add),
+        )
+        folder.write_json("data/coverage.json", [_coverage_record(c) for c in coverage])
+        folder.write_json(
+            "data/quarantine.json",
+            [
+                {"source": q.source, "origin": q.origin, "reason": q.reason, "record": q.record}
+                for q in normalised.quarantined
+            ],
+        )
+        folder.write("summary/summary.pdf", render_summary_pdf(summary, env))
+        folder.write("summary/findings.xlsx", org_book.finish())
 
     deliverer = open_deliverer(
         settings,

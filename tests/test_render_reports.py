@@ -259,12 +259,13 @@ def test_organization_workbook_has_the_trend() -> None:
 def test_one_pass_writes_the_data_files_and_the_organization_workbook(tmp_path: Path) -> None:
     """The pipeline's single pass gives the same three files as rendering each on its own."""
     summary = fx.make_summary()
-    book = xlsx.SummaryWorkbook(summary)
-    folder = RunFolder(tmp_path, summary.context.run_id)
-    folder.write_together(
-        ("findings.json", "findings.csv"),
-        data.findings_data_chunks(book.items, summary.context, rows=2, on_record=book.add),
-    )
+    with xlsx.SummaryWorkbook(summary) as book:
+        folder = RunFolder(tmp_path, summary.context.run_id)
+        folder.write_together(
+            ("findings.json", "findings.csv"),
+            data.findings_data_chunks(book.items, summary.context, rows=2, on_record=book.add),
+        )
+        written = book.finish()
     items = views.all_items(summary)
     assert (folder.partial / "findings.json").read_bytes() == data.findings_json(
         items, summary.context
@@ -272,15 +273,18 @@ def test_one_pass_writes_the_data_files_and_the_organization_workbook(tmp_path: 
     assert (folder.partial / "findings.csv").read_bytes() == data.findings_csv(
         items, summary.context
     )
-    assert book.finish() == xlsx.render_summary_xlsx(summary)
+    assert written == xlsx.render_summary_xlsx(summary)
 
 
 def test_organization_workbook_refuses_missing_findings_rows() -> None:
     summary = fx.make_summary()
-    book = xlsx.SummaryWorkbook(summary)
-    book.add(data.flat_record(data.finding_record(book.items[0])))
-    with pytest.raises(ValueError, match=f"got 1 rows for {len(book.items)} findings"):
-        book.finish()
+    with xlsx.SummaryWorkbook(summary) as book:
+        book.add(data.flat_record(data.finding_record(book.items[0])))
+        with pytest.raises(ValueError, match=f"got 1 rows for {len(book.items)} findings"):
+            book.finish()
+    # Left unfinished, it was discarded: its zip is closed, nothing is left for the collector to
+    # trip over (a run killed while writing the data files made ZipFile.__del__ raise).
+    assert book._book._zip.fp is None
 
 
 # ---- JSON and CSV ----------------------------------------------------------------------------

@@ -298,6 +298,7 @@ class Workbook:
         self._zip = ZipFile(self._buffer, "w", ZIP_DEFLATED)
         self._sheets: list[_SheetEntry] = []
         self._open = False
+        self._writing: IO[bytes] | None = None
 
     def _info(self, name: str) -> ZipInfo:
         s = self.stamp
@@ -310,7 +311,16 @@ class Workbook:
         self._zip.writestr(self._info(name), text.encode("utf-8"))
 
     def _stream(self, name: str) -> IO[bytes]:
-        return self._zip.open(self._info(name), "w")
+        self._writing = self._zip.open(self._info(name), "w")
+        return self._writing
+
+    def discard(self) -> None:
+        """Drop an unfinished workbook: close what is open, keep nothing. For a run that fails
+        half-way; otherwise the zip complains, when collected, about a sheet left open."""
+        if self._writing is not None and not self._writing.closed:
+            self._writing.close()
+        self._zip.close()
+        self._buffer = io.BytesIO()
 
     def sheet(
         self,

@@ -213,18 +213,18 @@ def render_owner_xlsx(report: OwnerReport) -> bytes:
 
 def render_summary_xlsx(summary: OrgSummary) -> bytes:
     """The organization workbook: every finding of the run, owned or not."""
-    book = SummaryWorkbook(summary)
-    with _collector_paused():
+    with SummaryWorkbook(summary) as book, _collector_paused():
         for item in book.items:
             book.add(flat_record(finding_record(item)))
-    return book.finish()
+        return book.finish()
 
 
 class SummaryWorkbook:
     """The organization workbook in two steps, so its Findings rows can come from a pass over
     the findings the caller makes anyway: `add` every finding's flat record (`data.flat_record`)
     in the order of `items`, then `finish`. The pipeline adds them while it writes the data
-    files, so each of 100,000 records is built once for the three files, not twice.
+    files, so each of 100,000 records is built once for the three files, not twice. Use as a
+    context manager: leaving it unfinished (an error half-way) discards the workbook.
     """
 
     def __init__(self, summary: OrgSummary) -> None:
@@ -237,6 +237,14 @@ class SummaryWorkbook:
             _trend(sheet, summary)
             _resolved(sheet, summary.resolved)
         self._findings = _findings_sheet(self._book, len(self.items))
+        self._finished = False
+
+    def __enter__(self) -> SummaryWorkbook:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._finished:
+            self._book.discard()
 
     def add(self, flat: dict[str, Any]) -> None:
         """The next finding's Findings row; `flat`'s values are in FLAT_COLUMNS order."""
@@ -252,6 +260,7 @@ class SummaryWorkbook:
             _after_findings(
                 self._book, self.items, self._summary.coverage, self._summary.exception_notices
             )
+        self._finished = True
         return self._book.finish()
 
 
