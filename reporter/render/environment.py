@@ -26,7 +26,8 @@ from jinja2 import (
 from markupsafe import Markup
 
 from reporter.errors import RenderError
-from reporter.models import FindingType
+from reporter.models import FindingType, RemediationStep
+from reporter.remediation import READ_ONLY
 from reporter.render.data import iso_datetime, linkable, step_detail
 
 TEMPLATE_PACKAGE = "reporter.templates"
@@ -80,7 +81,13 @@ def make_environment(template_dir: Path | None = None) -> Environment:
         type_label=type_label,
     )
     env.tests["linkable"] = linkable
+    env.tests["read_only"] = read_only
     return env
+
+
+def read_only(step: RemediationStep) -> bool:
+    """A step that changes nothing (a check, a lookup): it has nothing to roll back."""
+    return step.rollback == READ_ONLY
 
 
 def type_label(value: str) -> str:
