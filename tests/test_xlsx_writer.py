@@ -239,6 +239,43 @@ def test_links_beyond_excels_limit_stay_text(monkeypatch: pytest.MonkeyPatch) ->
     assert [bool(c.hyperlink) for c in cells_] == [True, True, False, False]
 
 
+def test_rows_beyond_excels_limit_end_in_a_note(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A sheet of more than 1,048,576 rows does not open in Excel; the writer stops one short
+    # and says in the last row how many it left out.
+    monkeypatch.setattr(sheetxml, "MAX_ROWS", 6)
+    blob = small_book(*([f"n{n}", n, "Yes"] for n in range(9)))
+    assert package_problems(blob) == []
+    ws = load(blob)["Data"]
+    values = [row[0].value for row in ws.iter_rows()]
+    assert values[:5] == ["name", "n0", "n1", "n2", "n3"]
+    assert len(values) == 6 and ws.max_row == 6
+    assert values[5].startswith("…and 5 more rows: a worksheet holds at most 6.")
+    assert ws.auto_filter.ref == "A1:C6"
+
+
+def test_organization_workbook_at_excels_row_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sheetxml, "MAX_ROWS", 40)
+    monkeypatch.setattr(xlsx, "MAX_ROWS", 40)
+    items = fx.many_items(30)
+    summary = fx.make_summary(reports=(fx.make_report(items=items),), unowned=())
+    blob = xlsx.render_summary_xlsx(summary)
+    assert package_problems(blob) == []
+    book = load(blob)
+    findings = book["Findings"]
+    assert findings.max_row == 31  # every finding fits
+    steps = book["Remediation"]
+    total = sum(len(i.remediation) for i in items)
+    assert total > 40
+    assert steps.max_row == 40
+    assert steps.cell(40, 1).value == (
+        f"…and {total - 38:,} more rows: a worksheet holds at most 40. "
+        "data/findings.json and data/findings.csv have every finding and step."
+    )
+    # The data validation of the Decision column stays inside the sheet.
+    (validation,) = findings.data_validations.dataValidation
+    assert str(validation.sqref).endswith("31")
+
+
 def test_same_rows_give_the_same_bytes() -> None:
     rows = [["a", HOSTILE_TEXTS[0]], ["b", Link("https://x.example/", "https://x.example/")]]
     assert small_book(*rows) == small_book(*rows)

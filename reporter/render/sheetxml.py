@@ -34,6 +34,9 @@ from reporter.render.data import FORMULA_TRIGGERS
 
 MAX_TEXT = 32_767  # Excel cuts longer texts with a "repair" prompt
 MAX_LINKS = 65_530  # Excel's limit of hyperlinks per worksheet; later links stay plain text
+# Excel's rows per worksheet. A sheet with more will not open ("We found a problem with some
+# content"); the organization workbook's Remediation sheet reaches it at about 300,000 findings.
+MAX_ROWS = 1_048_576
 
 DATE_FORMAT = "yyyy-mm-dd"
 DATETIME_FORMAT = "yyyy-mm-dd hh:mm"
@@ -470,6 +473,8 @@ class Sheet:
         self._validation = validation
         self._letters: list[str] = []
         self._row = 0
+        # Rows `row` dropped at Excel's limit: `close` says how many in the sheet's last row.
+        self.overflow = 0
         self._pending: list[str] = []
         self._links = 0
         self._hyperlinks = _Spool()
@@ -507,12 +512,16 @@ class Sheet:
 
     def blank(self) -> None:
         """An empty row."""
-        self._row += 1
+        if self._row < MAX_ROWS - 1:
+            self._row += 1
 
     def row(self, values: Sequence[object], looks: Sequence[int] | int = Look.PLAIN) -> None:
         """Append a row: None and "" leave the cell empty; str, int, float, bool, date, datetime
         and `Link` become typed cells. `looks` is one look for the row or one per value (text
         looks; dates take the matching date look, links the link look)."""
+        if self._row >= MAX_ROWS - 1:  # the last row is kept for the note `close` writes
+            self.overflow += 1
+            return
         self._row += 1
         r = str(self._row)
         if isinstance(looks, int):
@@ -595,6 +604,18 @@ class Sheet:
         """Write what follows the rows (filter, validation, links) and the sheet's links part."""
         if self._out.closed:
             return
+        if self.overflow:
+            self._row += 1
+            self._pending.append(
+                f'<row r="{self._row}">'
+                + _text(
+                    f"A{self._row}",
+                    f"…and {self.overflow:,} more rows: a worksheet holds at most {MAX_ROWS:,}. "
+                    "data/findings.json and data/findings.csv have every finding and step.",
+                    Look.PLAIN,
+                )
+                + "</row>"
+            )
         self._flush()
         self._write("</sheetData>")
         if self._auto_filter:

@@ -46,6 +46,7 @@ from reporter.render.data import (
 from reporter.render.sheetxml import (
     DATE_FORMAT,
     DATETIME_FORMAT,
+    MAX_ROWS,
     MAX_TEXT,
     Link,
     ListValidation,
@@ -547,7 +548,7 @@ def _findings_sheet(book: Workbook, count: int) -> _Rows:
     columns = FINDING_COLUMNS + INPUT_COLUMNS
     decision = column_letter(len(FINDING_COLUMNS) + 1)
     validation = ListValidation(
-        sqref=f"{decision}2:{decision}{max(count, 1) + 1}",
+        sqref=f"{decision}2:{decision}{min(max(count, 1) + 1, MAX_ROWS)}",
         options=DECISIONS,
         title="Decision",
         prompt="Remove the access, keep it until a date (say which in Reason), or accept the risk.",
