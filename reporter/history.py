@@ -7,7 +7,8 @@ keeps them, so age and resolution survive that.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -222,9 +223,24 @@ class HistoryStore:
             elif version != SCHEMA_VERSION:
                 conn.execute(schema_info.update().values(version=SCHEMA_VERSION))
 
+    @contextmanager
+    def _reading(self, what: str) -> Iterator[Connection]:
+        """A connection for a read; a database that is locked or damaged becomes a StateError
+        with a hint instead of a driver traceback (the URL may hold a password: never shown)."""
+        try:
+            with self._engine.connect() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise StateError(
+                f"cannot read {what} from the state database ({type(exc).__name__})\n"
+                "    hint: another run may be writing it (try again when it ends), or the "
+                "database is damaged: restore it, or point state.database_url at a new one "
+                "(every finding will count as new once)"
+            ) from exc
+
     def trend(self, limit: int = 12) -> tuple[TrendPoint, ...]:
         """The most recent runs, oldest first (for the organization summary)."""
-        with self._engine.connect() as conn:
+        with self._reading("the recent runs") as conn:
             rows = conn.execute(select(runs).order_by(runs.c.started_at.desc()).limit(limit)).all()
         return tuple(
             TrendPoint(
@@ -238,7 +254,7 @@ class HistoryStore:
         )
 
     def load(self) -> dict[str, Seen]:
-        with self._engine.connect() as conn:
+        with self._reading("the findings seen before") as conn:
             result = conn.execute(select(finding_history))
             return {
                 row.key: Seen(

@@ -145,3 +145,30 @@ def test_a_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
         db.execute("UPDATE schema_info SET version = 99")
     with pytest.raises(StateError, match="schema version 99"):
         HistoryStore(url)
+
+
+def test_a_damaged_or_locked_database_is_a_state_error_with_a_hint(tmp_path: Path) -> None:
+    import sqlite3
+
+    import pytest
+
+    from reporter.errors import StateError
+
+    path = tmp_path / "s.db"
+    # A short lock timeout: SQLite's default would wait five seconds for the lock.
+    store = HistoryStore(f"sqlite:///{path}?timeout=0.05")
+    holder = sqlite3.connect(path)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(StateError, match="cannot read the findings seen before") as locked:
+            store.load()
+    finally:
+        holder.rollback()
+        holder.close()
+    assert "another run may be writing it" in str(locked.value)
+    assert str(path) not in str(locked.value)
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TABLE runs")
+    with pytest.raises(StateError, match=r"cannot read the recent runs .*OperationalError"):
+        store.trend()
+    store.dispose()
