@@ -44,7 +44,8 @@ def by_owner(
     With `resolved_owner` (the owner ladder run on what is left of a resolved finding), a
     resolved finding goes to that owner instead — even one with no open finding left in the
     account. With `notices_by_recipient` (`exceptions.notices_by_recipient`), notices go where
-    it says, approvers included.
+    it says, approvers included: an approver with no finding of their own gets a report of
+    their notices alone, or an exception would expire without its approver hearing of it.
     """
     resolved_by_account: dict[str, list[ResolvedFinding]] = defaultdict(list)
     resolved_by_owner: dict[str, list[ResolvedFinding]] = defaultdict(list)
@@ -58,9 +59,12 @@ def by_owner(
     for item in items:
         for recipient in (item.owner.owner,) if item.owner.owner else tuple(fallback):
             grouped[recipient].append(item)
+    recipients = set(grouped)
+    if notices_by_recipient is not None:
+        recipients.update(r for r, notices in notices_by_recipient.items() if notices)
     reports = []
-    for owner in sorted(grouped):
-        owned = sort_items(grouped[owner])
+    for owner in sorted(recipients):
+        owned = sort_items(grouped.get(owner, ()))
         accounts = {i.account.id: i.account for i in owned}
         exception_ids = {i.exception.id for i in owned if i.exception is not None}
         reports.append(

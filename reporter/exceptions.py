@@ -200,7 +200,9 @@ def recipients_for_notice(
         if (owner := owner_of.get(key)) is not None
     }
     if allows(notice.approved_by):
-        recipients.add(notice.approved_by)
+        # Lower-cased as the owner ladder does its addresses: `Dave@example.com` in a rule is
+        # the owner `dave@example.com`, one report and one e-mail, not two.
+        recipients.add(notice.approved_by.lower())
     return tuple(sorted(recipients))
 
 

@@ -170,6 +170,28 @@ def test_message_has_subject_counts_period_headers_bodies_and_attachments() -> N
     ]
 
 
+def test_an_approver_with_no_finding_hears_of_their_exceptions() -> None:
+    from tests.factories import make_notice
+
+    notices = (
+        make_notice(),
+        make_notice(id="EXC-OLD", kind="stale", matched=0, reason="vendor <b>gone</b>"),
+    )
+    report = make_report(owner="ciso@example.com", items=(), exception_notices=notices)
+    msg = build_message(report, files("a"), ENVELOPE, make_environment())
+    assert msg["Subject"] == (
+        "[Unused access] 2 exceptions need your attention, 2025-03-03 to 2025-03-09"
+    )
+    html = msg.get_body(("html",))
+    plain = msg.get_body(("plain",))
+    assert html is not None and plain is not None
+    text = plain.get_content()
+    assert "EXC-2025-007: expires on 2025-03-24 (approved by ciso@example.com" in text
+    assert "EXC-OLD: matches no finding (expires 2025-03-24); remove it" in text
+    assert "Top actions" not in text and "Top actions" not in html.get_content()
+    assert "vendor &lt;b&gt;gone&lt;/b&gt;" in html.get_content()
+
+
 def test_untrusted_names_are_escaped_in_the_html_body() -> None:
     # (No "/" in the name: the principal name is what follows the ARN's last slash.)
     item = make_item(finding=make_finding(name="x<img src=x onerror=alert(1)>"), owner=ALICE)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import subprocess
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -746,3 +747,27 @@ def test_validate_config_accepts_valid_exceptions(
     shown = yaml.safe_load(capsys.readouterr().out)
     assert shown["exceptions"]["file"] == "x.yaml"
     assert [r["id"] for r in shown["exceptions"]["rules"]] == ["EXC-1"]
+
+
+def test_an_approver_without_findings_gets_a_report_of_their_notices() -> None:
+    from reporter.aggregate import by_owner
+    from tests import factories as fx
+
+    outcome, owner_of, _ = _notice_world()
+    soon, stale = outcome.notices
+    items = fx.many_items(2)
+    grouped = notices_by_recipient(outcome, owner_of, lambda a: a.endswith("@example.com"))
+    reports = by_owner(items, (), fx.make_context(), (), notices_by_recipient=grouped)
+    approver = {r.owner: r for r in reports}["approver@example.com"]
+    assert approver.items == () and approver.accounts == () and approver.coverage == ()
+    assert approver.exception_notices == (soon, stale)
+
+
+def test_an_approver_spelled_with_capitals_is_the_same_recipient_as_the_owner() -> None:
+    outcome, owner_of, _ = _notice_world()
+    soon, _ = outcome.notices
+    shouting = replace(soon, approved_by="Alice@Example.com")
+    assert recipients_for_notice(shouting, outcome, owner_of, lambda a: True) == (
+        "alice@example.com",
+        "bob@example.com",
+    )

@@ -41,3 +41,11 @@ def test_fallback_recipients_hear_of_exceptions_on_unowned_findings(tmp_path: Pa
     text = "".join(page.extract_text() for page in PdfReader(pdf).pages)
     assert "Exceptions that need attention" in text
     assert "vendor-sso-user" in text and expires in text
+
+    # The approver owns no finding; they still get the notice, in a report of their own.
+    approver = run_dir / "owners" / owner_slug("ciso@example.com") / "report.pdf"
+    text = "".join(page.extract_text() for page in PdfReader(approver).pages)
+    assert "No unused access was found in your accounts for this period." in text
+    assert "The exceptions below need your attention." in text
+    assert "vendor-sso-user" in text and expires in text
+    assert "Nothing to do" not in text

@@ -124,6 +124,14 @@ def owner_recipients(
 
 def subject(report: OwnerReport, prefix: str) -> str:
     n = len(report.items)
+    if not n and report.exception_notices:
+        # An approver with no finding of their own: the message is about their exceptions.
+        k = len(report.exception_notices)
+        return (
+            f"{prefix} {k} exception{'s' if k != 1 else ''} need{'' if k != 1 else 's'} "
+            f"your attention, {report.context.period_start:%Y-%m-%d} to "
+            f"{report.context.period_end:%Y-%m-%d}"
+        ).strip()
     accounts = len(report.accounts)
     ctx = report.context
     breached = sum(1 for i in report.items if i.sla_breached)
