@@ -17,6 +17,7 @@ import jsonschema
 import openpyxl
 import pytest
 from pypdf import PdfReader
+from weasyprint import HTML
 
 from reporter.aggregate import by_owner, sort_items, summarise
 from reporter.errors import RenderError
@@ -192,6 +193,57 @@ def test_summary_pdf_trend_notices_and_unowned(env: Any = None) -> None:
         )
         in text
     )
+
+
+def _parsers_used(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    used: list[str] = []
+    parse = pdf.parse_html
+
+    def spy(html: str) -> Any:
+        document = parse(html)
+        used.append(type(document).__name__)
+        return document
+
+    monkeypatch.setattr(pdf, "parse_html", spy)
+    return used
+
+
+def _html5_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        pdf, "parse_html", lambda html: HTML(string=html, url_fetcher=pdf.OfflineFetcher())
+    )
+
+
+@pytest.mark.parametrize("kind", ["owner", "hostile owner", "summary"])
+def test_reports_are_read_by_the_xml_parser_and_lay_out_as_html5_would(
+    kind: str, report: OwnerReport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The packaged templates write XHTML, read by the C XML parser instead of WeasyPrint's
+    pure-Python HTML5 parser; the PDF must come out byte for byte the same."""
+    env = make_environment()
+    full = pdf.PdfLimits(per_account=None, detailed=1_000)
+    render = {
+        "owner": lambda: pdf.render_owner_pdf(report, env, full),
+        "hostile owner": lambda: pdf.render_owner_pdf(
+            fx.make_report(items=fx.hostile_items()), env, full
+        ),
+        "summary": lambda: pdf.render_summary_pdf(fx.make_summary(), env),
+    }[kind]
+    used = _parsers_used(monkeypatch)
+    fast = render()
+    assert used == ["_ParsedHTML"]
+    _html5_only(monkeypatch)
+    assert render() == fast
+
+
+def test_html_that_is_not_xml_goes_to_the_html5_parser() -> None:
+    """A template folder's `<br>`, or a character XML cannot carry (the templates turn C0
+    controls into U+FFFD, but not U+FFFF): WeasyPrint's own parser takes them."""
+    br = "<!doctype html><html><body><p>one<br>two</p></body></html>"
+    assert type(pdf.parse_html(br)) is HTML
+    assert type(pdf.parse_html("<html><body><p>\uffff</p></body></html>")) is HTML
+    text = PdfReader(io.BytesIO(pdf.html_to_pdf(br))).pages[0].extract_text()
+    assert text.split() == ["one", "two"]  # the <br> broke the line, as in HTML
 
 
 # ---- workbook --------------------------------------------------------------------------------
