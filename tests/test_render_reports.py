@@ -199,8 +199,8 @@ def _parsers_used(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     used: list[str] = []
     parse = pdf.parse_html
 
-    def spy(html: str) -> Any:
-        document = parse(html)
+    def spy(html: str, css: str = "") -> Any:
+        document = parse(html, css)
         used.append(type(document).__name__)
         return document
 
@@ -210,7 +210,9 @@ def _parsers_used(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 def _html5_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
-        pdf, "parse_html", lambda html: HTML(string=html, url_fetcher=pdf.OfflineFetcher())
+        pdf,
+        "parse_html",
+        lambda html, css="": HTML(string=html, url_fetcher=pdf.OfflineFetcher()),
     )
 
 
@@ -219,7 +221,8 @@ def test_reports_are_read_by_the_xml_parser_and_lay_out_as_html5_would(
     kind: str, report: OwnerReport, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The packaged templates write XHTML, read by the C XML parser instead of WeasyPrint's
-    pure-Python HTML5 parser; the PDF must come out byte for byte the same."""
+    pure-Python HTML5 parser, and laid out without the user-agent rules for footnotes; the PDF
+    must come out byte for byte as WeasyPrint's own path makes it."""
     env = make_environment()
     full = pdf.PdfLimits(per_account=None, detailed=1_000)
     render = {
@@ -234,6 +237,36 @@ def test_reports_are_read_by_the_xml_parser_and_lay_out_as_html5_would(
     assert used == ["_ParsedHTML"]
     _html5_only(monkeypatch)
     assert render() == fast
+
+
+def test_weasyprint_takes_the_user_agent_stylesheet_without_footnote_rules(
+    report: OwnerReport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The trim works only while WeasyPrint asks the document for its stylesheet."""
+    given: list[Any] = []
+    ask = pdf._ParsedHTML._ua_stylesheets
+
+    def spy(self: Any, forms: bool = False) -> Any:
+        given.extend(ask(self, forms))
+        return given[-1:]
+
+    monkeypatch.setattr(pdf._ParsedHTML, "_ua_stylesheets", spy)
+    pdf.render_owner_pdf(report, make_environment())
+    assert given == [pdf._UA_WITHOUT_NOTES]
+
+
+def test_a_page_with_a_footnote_keeps_the_footnote_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+    html = (
+        "<!DOCTYPE html><html><head><style>.fn { float: footnote }</style></head><body>"
+        '<p>Keys rotate yearly<span class="fn">Policy SEC-12.</span>.</p></body></html>'
+    )
+    document = pdf.parse_html(html)
+    assert isinstance(document, pdf._ParsedHTML) and document._notes
+    fast = pdf.html_to_pdf(html)
+    text = PdfReader(io.BytesIO(fast)).pages[0].extract_text()
+    assert "yearly1" in text and "1. Policy SEC-12." in text  # the call and its marker
+    _html5_only(monkeypatch)
+    assert pdf.html_to_pdf(html) == fast
 
 
 def test_html_that_is_not_xml_goes_to_the_html5_parser() -> None:

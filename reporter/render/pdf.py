@@ -15,6 +15,8 @@ from typing import Any
 import cssselect2
 from jinja2 import Environment, TemplateError
 from weasyprint import CSS, HTML
+from weasyprint.css.counters import CounterStyle
+from weasyprint.html import UA, UA_STYLESHEET
 from weasyprint.text.fonts import FontConfiguration
 from weasyprint.urls import FatalURLFetchingError, URLFetcher
 
@@ -97,44 +99,67 @@ def _stylesheet(text: str) -> CSS:
     return found
 
 
+# WeasyPrint's user-agent stylesheet less its rules for footnotes and notes. They are universal
+# pseudo-element rules (`::footnote-call`, `::note-marker`...), so the cascade styles five
+# pseudo-elements of every element for them: 5 % of an owner report's instructions (1,332 ->
+# 1,263 M). They only matter to an element floated into a footnote or a note, which the packaged
+# templates have none of; a page that mentions such a float keeps the whole sheet.
+_NOTE_RULES = ("::footnote", "::note")
+_UA_WITHOUT_NOTES = CSS(
+    string="\n".join(line for line in UA.splitlines() if not line.startswith(_NOTE_RULES)),
+    counter_style=CounterStyle(),
+)
+_NOTE_FLOAT = re.compile(r"float\s*:\s*(?:foot)?note", re.I)
+
+
 class _ParsedHTML(HTML):
     """A WeasyPrint document from a tree parsed here, with the C XML parser.
 
     WeasyPrint parses HTML with tinyhtml5, in pure Python: 23 ms of an owner report's ~350, 8 %
     of its instructions (1,457 -> 1,336 M, counted with cachegrind). The packaged templates write
-    well-formed XHTML, which `xml.etree` reads in about 1 ms into the tree tinyhtml5 builds;
-    tests/test_render_reports.py checks that both give the same PDF, byte for byte. This sets
-    what `HTML.__init__` sets after its parse (WeasyPrint 70): an upgrade that changes those
-    attributes fails that test.
+    well-formed XHTML, which `xml.etree` reads in about 1 ms into the tree tinyhtml5 builds.
+    This sets what `HTML.__init__` sets after its parse and overrides `_ua_stylesheets`, both
+    as of WeasyPrint 70: tests/test_render_reports.py checks that the PDFs come out byte for
+    byte as WeasyPrint's own path makes them, and that it still asks for the stylesheet.
     """
 
-    def __init__(self, root: ElementTree.Element) -> None:  # no super().__init__: it parses
+    def __init__(self, root: ElementTree.Element, notes: bool) -> None:  # super() would parse
         self.base_url = None
         self.url_fetcher = OfflineFetcher()
         self.media_type = "print"
         self.wrapper_element = cssselect2.ElementWrapper.from_html_root(root, content_language=None)
         self.etree_element = self.wrapper_element.etree_element
+        self._notes = notes
+
+    def _ua_stylesheets(self, forms: bool = False) -> list[CSS]:
+        sheets: list[CSS] = super()._ua_stylesheets(forms)
+        if self._notes or sheets[0] is not UA_STYLESHEET:
+            return sheets
+        return [_UA_WITHOUT_NOTES, *sheets[1:]]
 
 
-def parse_html(html: str) -> HTML:
+def parse_html(html: str, css: str = "") -> HTML:
     """`html` as a WeasyPrint document: by the XML parser when it is well-formed XML, else (a
-    template folder's `<br>`, a control character from AWS in a value) by the HTML5 parser."""
+    template folder's `<br>`, a character XML cannot carry) by the HTML5 parser. `css` is the
+    stylesheet that comes with it, if any."""
     try:
         root = ElementTree.fromstring(html)
     except ElementTree.ParseError:
         return HTML(string=html, base_url=None, url_fetcher=OfflineFetcher())
-    return _ParsedHTML(root)
+    notes = _NOTE_FLOAT.search(css) is not None or _NOTE_FLOAT.search(html) is not None
+    return _ParsedHTML(root, notes)
 
 
 def html_to_pdf(html: str) -> bytes:
     """Lay out `html` with WeasyPrint, offline."""
     stylesheets = []
+    css = ""
     head = _HEAD_STYLE.match(html)
     if head is not None:
-        html = head.group(1) + head.group(3) + html[head.end() :]
-        stylesheets.append(_stylesheet(head.group(2)))
+        html, css = head.group(1) + head.group(3) + html[head.end() :], head.group(2)
+        stylesheets.append(_stylesheet(css))
     try:
-        document = parse_html(html)
+        document = parse_html(html, css)
         pdf: bytes = document.write_pdf(stylesheets=stylesheets, font_config=_FONTS)
     except FatalURLFetchingError as exc:
         # A BaseException in WeasyPrint; it must not slip past callers' `except Exception`.
