@@ -21,7 +21,14 @@ from reporter.aggregate import sort_items
 from reporter.errors import RenderError
 from reporter.models import FindingType, OwnerReport, ReportItem
 from reporter.render import data, pdf, views, xlsx
-from reporter.render.environment import isodate, make_environment, plural, utc_minutes, visible
+from reporter.render.environment import (
+    isodate,
+    make_environment,
+    notice_state,
+    plural,
+    utc_minutes,
+    visible,
+)
 from reporter.render.schema import FINDINGS_SCHEMA
 from tests import factories as fx
 from tests.pdfs import link_uris
@@ -127,6 +134,18 @@ def test_filters() -> None:
     assert plural(1200, "finding") == "1,200 findings"
     assert visible(fx.RTL) == "invoice[U+202E]txt.exe"
     assert visible("a\x00b") == "a\ufffdb"
+
+
+def test_notice_state_is_one_sentence_for_pdfs_and_both_mail_bodies() -> None:
+    said = {
+        kind: notice_state(fx.make_notice(kind=kind, expires=date(2025, 3, 1)))
+        for kind in ("expiring", "expired", "stale")
+    }
+    assert said == {
+        "expiring": "expires on 2025-03-01",
+        "expired": "expired on 2025-03-01; the findings it covered are active again",
+        "stale": "matches no finding (expires 2025-03-01); remove it from the configuration",
+    }
 
 
 # ---- HTML -------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from jinja2 import (
 from markupsafe import Markup
 
 from reporter.errors import RenderError
-from reporter.models import FindingType, RemediationStep
+from reporter.models import ExceptionNotice, FindingType, RemediationStep
 from reporter.remediation import READ_ONLY
 from reporter.render.data import iso_datetime, linkable, step_detail
 
@@ -79,6 +79,7 @@ def make_environment(template_dir: Path | None = None) -> Environment:
         iso=iso_datetime,
         step_detail=step_detail,
         type_label=type_label,
+        notice_state=notice_state,
     )
     env.tests["linkable"] = linkable
     env.tests["read_only"] = read_only
@@ -88,6 +89,16 @@ def make_environment(template_dir: Path | None = None) -> Environment:
 def read_only(step: RemediationStep) -> bool:
     """A step that changes nothing (a check, a lookup): it has nothing to roll back."""
     return step.rollback == READ_ONLY
+
+
+def notice_state(notice: ExceptionNotice) -> str:
+    """What a notice says of its exception, in the same words in the PDFs and both e-mail bodies."""
+    expires = isodate(notice.expires)
+    if notice.kind == "expiring":
+        return f"expires on {expires}"
+    if notice.kind == "expired":
+        return f"expired on {expires}; the findings it covered are active again"
+    return f"matches no finding (expires {expires}); remove it from the configuration"
 
 
 def type_label(value: str) -> str:
