@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 LOCK := requirements/lock.txt
 DEV_LOCK := requirements/dev-lock.txt
 
-.PHONY: demo test lint typecheck unit audit lock system-deps install install-dev clean
+.PHONY: demo test lint typecheck unit audit lock system-deps install install-dev bench clean
 
 demo: install
 	$(BIN)/access-reporter demo
@@ -53,5 +53,18 @@ install-dev: system-deps $(BIN)/python
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	$(BIN)/python -m pip check
 
+# The render benchmark in a venv of its own, so that it can run on another interpreter than the
+# development venv: `make bench BENCH_PY=/usr/bin/python3.11 BENCH_ARGS=--skip-ratios`. The
+# interpreter's build changes the figures (README, Performance).
+BENCH_PY ?= $(PY)
+BENCH_VENV := .venv-bench
+BENCH_ARGS ?=
+bench: system-deps
+	rm -rf $(BENCH_VENV)
+	$(BENCH_PY) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --require-hashes -r $(LOCK)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --no-deps -e .
+	$(BENCH_VENV)/bin/python -m benchmarks.render $(BENCH_ARGS)
+
 clean:
-	rm -rf $(VENV) reports build *.egg-info .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(BENCH_VENV) reports build *.egg-info .mypy_cache .pytest_cache .ruff_cache
