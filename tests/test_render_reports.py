@@ -247,8 +247,9 @@ def test_weasyprint_takes_the_user_agent_stylesheet_without_footnote_rules(
     ask = pdf._ParsedHTML._ua_stylesheets
 
     def spy(self: Any, forms: bool = False) -> Any:
-        given.extend(ask(self, forms))
-        return given[-1:]
+        sheets = ask(self, forms)
+        given.extend(sheets)
+        return sheets
 
     monkeypatch.setattr(pdf._ParsedHTML, "_ua_stylesheets", spy)
     pdf.render_owner_pdf(report, make_environment())
