@@ -55,7 +55,8 @@ install-dev: system-deps $(BIN)/python
 
 # The render benchmark in a venv of its own, so that it can run on another interpreter than the
 # development venv: `make bench BENCH_PY=/usr/bin/python3.11 BENCH_ARGS=--skip-ratios`. The
-# interpreter's build changes the figures (README, Performance).
+# interpreter's build changes the figures (README, Performance). The venv is made afresh each
+# time, so the figures are always BENCH_PY's, not those of the last interpreter it was made with.
 BENCH_PY ?= $(PY)
 BENCH_VENV := .venv-bench
 BENCH_ARGS ?=
