@@ -48,7 +48,7 @@ install: system-deps $(BIN)/python
 	$(BIN)/python -m pip check
 
 install-dev: system-deps $(BIN)/python
-	@PY=$(PY) scripts/system-deps.sh --browser
+	@PY=$(PY) scripts/system-deps.sh --test
 	$(BIN)/python -m pip install --quiet --require-hashes -r $(DEV_LOCK)
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	$(BIN)/python -m pip check

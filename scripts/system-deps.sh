@@ -20,11 +20,17 @@ has_lib 'libharfbuzz-subset.so' || missing+=(libharfbuzz-subset0)
 fonts=$(fc-list 2>/dev/null || true)
 [[ "${fonts,,}" == *dejavu* ]] || missing+=(fonts-dejavu-core fontconfig)
 "$PY" -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
-# `--browser` (make install-dev): the evidence page's test drives a real headless Chromium.
-# Debian's package, not a browser download: Playwright uses the system's Chromium.
-if [ "${1:-}" = "--browser" ] && ! command -v chromium >/dev/null 2>&1 \
-  && ! command -v chromium-browser >/dev/null 2>&1 && ! command -v google-chrome >/dev/null 2>&1; then
-  missing+=(chromium)
+# `--test` (make install-dev): what the tests run for real besides Python.
+if [ "${1:-}" = "--test" ]; then
+  # The evidence page's test drives a real headless Chromium: Debian's package, not a browser
+  # download (Playwright uses the system's Chromium).
+  if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1 \
+    && ! command -v google-chrome >/dev/null 2>&1; then
+    missing+=(chromium)
+  fi
+  # The state database's tests start a throwaway PostgreSQL server of their own
+  # (tests/postgres.py): the server binaries, not a running cluster.
+  compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then
