@@ -235,6 +235,7 @@ def _serve(config: Path) -> int:
             boto3.Session(),
             None,
             delivery_round=request.round_id,
+            delivery_slot=request.slot,
             should_stop=request.should_stop,
             progress=progress,
         )
@@ -335,6 +336,7 @@ def _execute(
     files: tuple[Path, ...] = (),
     *,
     delivery_round: str | None = None,
+    delivery_slot: datetime | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     progress: Callable[[str], None] | None = None,
     preview: Preview | None = None,
@@ -355,6 +357,7 @@ def _execute(
         files=files,
         progress=progress or (_progress if sys.stderr.isatty() else lambda message: None),
         delivery_round=delivery_round,
+        delivery_slot=delivery_slot,
         should_stop=should_stop,
         preview=preview,
     )

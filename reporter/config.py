@@ -702,6 +702,20 @@ class MailRetrySettings(_Section):
         le=300,
         description="Wait before the first retry, in seconds; doubled before each further one.",
     )
+    interval_minutes: int = Field(
+        30,
+        ge=1,
+        le=1440,
+        description="`serve` tries messages still undelivered after a run again this often, in "
+        "minutes (1–1440).",
+    )
+    until_hours: int = Field(
+        24,
+        ge=1,
+        le=168,
+        description="…for this many hours after the run's slot (1–168); whatever is still "
+        "undelivered then is tried again by the next run, and `health` counts it.",
+    )
 
 
 class LargeAttachmentSettings(_Section):
@@ -752,6 +766,11 @@ class MailSettings(_Section):
         "unused-access-reporter@example.com", description="Sender address (From)."
     )
     reply_to: Email | None = Field(None, description="Reply-To address; null = none.")
+    message_id_domain: Domain | None = Field(
+        None,
+        description="Right part of every Message-ID (`<uar.…@DOMAIN>`); null = the domain of "
+        "from_address.",
+    )
     subject_prefix: Annotated[str, AfterValidator(_one_line)] = Field(
         "[Unused access]", description="Text put before every subject line."
     )

@@ -73,6 +73,8 @@ class Dependencies:
     # The delivery round this run belongs to (a schedule slot); None = the run is its own. A
     # second run of the same round sends only what the ledger does not record as sent.
     delivery_round: str | None = None
+    # The schedule slot of that round: undelivered mail is retried until a while after it.
+    delivery_slot: datetime | None = None
     # Asked between messages; True abandons the run there (the service is stopping).
     should_stop: Callable[[], bool] = field(default=lambda: False)
     # `access-reporter preview`: deliver one owner's message only, to the previewer or the
@@ -274,6 +276,7 @@ def _run(
         round_id=deps.delivery_round,
         should_stop=deps.should_stop,
         preview=deps.preview,
+        slot=deps.delivery_slot,
     )
     deps.progress(f"delivering by {deliverer.transport.name} (round {deliverer.round_id})")
     try:
@@ -302,7 +305,9 @@ def _run(
         skipped=summary.skipped,
         quarantined=summary.quarantined,
         outbox=tuple(outbox),
-        undelivered=tuple((d.recipient, d.error) for d in delivery.failures),
+        undelivered=tuple(
+            (address, error) for d in delivery.failures for address, _, error in d.undelivered()
+        ),
         new=len(changes.new),
         resolved=len(changes.resolved),
     )

@@ -17,11 +17,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
-import socket
 import threading
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -40,7 +37,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from .deliver.driver import DeliveryCancelled
-from .deliver.ledger import open_engine
+from .deliver.ledger import default_holder, open_engine
 from .errors import ReporterError, StateError
 
 log = logging.getLogger(__name__)
@@ -64,6 +61,11 @@ def trigger(cron: str, timezone: str) -> CronTrigger:
 def next_run(cron: str, timezone: str, now: datetime) -> datetime | None:
     fire: datetime | None = trigger(cron, timezone).get_next_fire_time(None, now)
     return fire
+
+
+def slot_round(name: str, slot: datetime) -> str:
+    """The delivery round of a schedule slot: every run for the slot shares it."""
+    return f"slot:{name}:{_utc(slot).isoformat()}"
 
 
 def latest_slot(when: BaseTrigger, now: datetime, grace: timedelta) -> datetime | None:
@@ -251,10 +253,6 @@ def _resume(key: str, slot: str) -> None:
         service.run_slot(datetime.fromisoformat(slot))
 
 
-def default_holder() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
 class Service:
     """The scheduler, its job store and the run lock, around a job callable."""
 
@@ -288,7 +286,7 @@ class Service:
     # -- running one slot ----------------------------------------------------------------------
 
     def round_id(self, slot: datetime) -> str:
-        return f"slot:{self.name}:{_utc(slot).isoformat()}"
+        return slot_round(self.name, slot)
 
     def fire(self) -> bool:
         """Called by APScheduler at a fire time: run the slot that is due now."""

@@ -5,10 +5,12 @@ Every SMTP test talks to an aiosmtpd server on 127.0.0.1 and parses back what it
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -33,11 +35,12 @@ from reporter.deliver.message import (
     owner_recipients,
     subject,
 )
-from reporter.deliver.outbox import OutboxTransport
+from reporter.deliver.outbox import OutboxTransport, as_bytes
 from reporter.deliver.smtp import SmtpTransport
 from reporter.errors import StateError
 from reporter.models import OwnerReport
 from reporter.render.environment import make_environment
+from reporter.schedule import JOB_ID, slot_round
 from tests.factories import OWNER, make_finding, make_item, make_report, make_summary
 from tests.smtp_server import DROP, Recorder, smtp_server
 
@@ -47,6 +50,11 @@ ALICE = "alice@example.com"
 BOB = "bob@example.com"
 CAROL = "carol@example.com"
 MANAGER = "boss@example.com"
+# A round id as `serve` makes it: colons and `+` included (the Message-ID must not carry them).
+ROUND = slot_round(JOB_ID, datetime(2026, 11, 30, 6, tzinfo=UTC))
+# RFC 5322 msg-id: "<" dot-atom-text "@" dot-atom-text ">".
+ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+MSG_ID = re.compile(rf"<{ATOM}(\.{ATOM})*@{ATOM}(\.{ATOM})*>")
 
 
 def files(tag: str) -> tuple[Attachment, ...]:
@@ -102,7 +110,7 @@ def ledger(tmp_path: Path) -> Iterator[Ledger]:
 
 
 def deliverer(
-    port: int, ledger: Ledger | None, *, round_id: str = "round-1", **kwargs: object
+    port: int, ledger: Ledger | None, *, round_id: str = ROUND, **kwargs: object
 ) -> Deliverer:
     settings = smtp_settings(port)
     options: dict[str, object] = {
@@ -209,10 +217,23 @@ def test_templates_are_overridable(tmp_path: Path) -> None:
     assert plain is not None and plain.get_content().strip() == f"Custom for {ALICE}"
 
 
-def test_message_id_is_stable_per_round_and_recipient() -> None:
-    assert message_id("r1", ALICE) == message_id("r1", ALICE.upper())
-    assert message_id("r1", ALICE) != message_id("r2", ALICE)
-    assert message_id("r1", ALICE) != message_id("r1", BOB)
+def test_message_id_is_valid_and_stable_per_round_and_recipient() -> None:
+    week2 = slot_round(JOB_ID, datetime(2026, 12, 7, 6, tzinfo=UTC))
+    mid = message_id(ROUND, ALICE, "example.com")
+    assert MSG_ID.fullmatch(mid) and mid.endswith("@example.com>")
+    assert mid == message_id(ROUND, ALICE.upper(), "example.com")
+    ids = {message_id(r, who, "example.com") for r in (ROUND, week2) for who in (ALICE, BOB)}
+    assert len(ids) == 4
+    # What goes on the wire is the id itself, not a part the e-mail package could parse.
+    msg = build_message(report_for(ALICE), (), ENVELOPE, make_environment(), message_key=ROUND)
+    assert f"Message-ID: {mid}\r\n".encode() in as_bytes(msg)
+
+
+def test_message_id_domain_is_the_senders_unless_configured() -> None:
+    assert ENVELOPE.id_domain == "example.com"
+    other = replace(ENVELOPE, message_id_domain="mail.example.org")
+    msg = build_message(report_for(ALICE), (), other, make_environment(), message_key=ROUND)
+    assert msg["Message-ID"] == message_id(ROUND, ALICE, "mail.example.org")
 
 
 # --- SMTP end to end ---------------------------------------------------------------------------
@@ -240,7 +261,7 @@ def test_each_owner_receives_exactly_one_message_with_both_attachments(
         assert msg["To"] == owner and got.mail_from == "reporter@example.com"
         parts = {p.get_filename(): p.get_content() for p in msg.iter_attachments()}
         assert parts == {a.filename: a.data for a in files(owner)}
-        assert msg["Message-ID"] == message_id("round-1", owner)
+        assert msg["Message-ID"] == message_id(ROUND, owner, "example.com")
     # Bob's findings are past their SLA: his manager is on the same message, in Cc.
     (bobs,) = recorder.to(BOB)
     assert bobs.rcpt_tos == [BOB, MANAGER] and bobs.message["Cc"] == MANAGER
@@ -251,7 +272,7 @@ def test_each_owner_receives_exactly_one_message_with_both_attachments(
     ]
     assert "Organization summary" in team.message["Subject"]
     assert len(recorder.received) == 3
-    rows = ledger.round("round-1")
+    rows = ledger.round(ROUND)
     assert [(e.key.kind, e.key.recipient, e.status, e.attempts) for e in rows] == [
         ("owner", ALICE, Status.SENT, 1),
         ("owner", BOB, Status.SENT, 1),
@@ -299,7 +320,7 @@ def test_a_4xx_is_retried_with_backoff_then_succeeds(
     assert delivery.status == Status.SENT and delivery.attempts == 3
     assert d.sleep == [2.0, 4.0]  # type: ignore[comparison-overlap]
     assert len(recorder.to(ALICE)) == 1
-    entry = ledger.get(LedgerKey("round-1", "owner", ALICE))
+    entry = ledger.get(LedgerKey(ROUND, "owner", ALICE))
     assert entry is not None and entry.status is Status.SENT and entry.attempts == 3
 
 
@@ -315,7 +336,7 @@ def test_a_temporary_failure_that_persists_is_left_for_the_next_run(
     second = again.owner(report_for(ALICE), files(ALICE))
     again.transport.close()
     assert second.status == Status.SENT
-    entry = ledger.get(LedgerKey("round-1", "owner", ALICE))
+    entry = ledger.get(LedgerKey(ROUND, "owner", ALICE))
     assert entry is not None and entry.attempts == 4 and len(recorder.received) == 1
 
 
@@ -372,15 +393,15 @@ def test_a_crash_between_send_and_record_resends_with_the_same_message_id(
     recorder, port = server
 
     class DiesAfterSending(Ledger):
-        def finish(self, key: LedgerKey, status: Status, now: datetime, **kw: str) -> None:
-            if status is Status.SENT:
+        def finish(self, key: LedgerKey, status: Status, now: datetime, **kw: Any) -> Status:
+            if any(s is Status.SENT for s, _ in (kw.get("outcomes") or {}).values()):
                 raise SystemExit("killed before the ledger commit")
-            super().finish(key, status, now, **kw)
+            return super().finish(key, status, now, **kw)
 
     engine = create_engine(f"sqlite:///{ledger._engine.url.database}")
     with pytest.raises(SystemExit):
         deliverer(port, DiesAfterSending(engine)).owner(report_for(ALICE), files(ALICE))
-    pending = ledger.get(LedgerKey("round-1", "owner", ALICE))
+    pending = ledger.get(LedgerKey(ROUND, "owner", ALICE))
     assert pending is not None and pending.status is Status.PENDING
 
     d = deliverer(port, ledger)
@@ -525,7 +546,7 @@ def test_delivery_record_is_manifest_ready(server: tuple[Recorder, int], ledger:
     assert record["attachments"] == [
         {"filename": a.filename, "sha256": a.sha256} for a in files(ALICE)
     ]
-    assert record["message_id"] == message_id("round-1", ALICE)
+    assert record["message_id"] == message_id(ROUND, ALICE, "example.com")
     assert replace(report_for(OWNER)).owner == OWNER
 
 

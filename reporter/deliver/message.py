@@ -54,6 +54,12 @@ class Envelope:
     from_address: str
     reply_to: str | None = None
     subject_prefix: str = "[Unused access]"
+    message_id_domain: str | None = None
+
+    @property
+    def id_domain(self) -> str:
+        """The right part of every Message-ID: the configured domain, else the sender's."""
+        return self.message_id_domain or self.from_address.rpartition("@")[2].lower()
 
 
 @dataclass(frozen=True)
@@ -79,10 +85,15 @@ class FailedDelivery:
     error: str
 
 
-def message_id(run_id: str, recipient: str) -> str:
-    """Stable per run and recipient, so a re-sent message is recognisably the same one."""
-    digest = hashlib.sha256(f"{run_id}\0{recipient.lower()}".encode()).hexdigest()[:24]
-    return f"<{run_id}.{digest}@unused-access-reporter>"
+def message_id(round_id: str, recipient: str, domain: str) -> str:
+    """`<uar.DIGEST@domain>`: the same for the same round and recipient, so a message sent again
+    is recognisably the same one, and different for every other round and recipient.
+
+    The left part is a digest, not the round id itself: round ids hold colons and `+`
+    (`slot:unused-access-report:2026-12-07T07:00:00+00:00`), which RFC 5322's dot-atom does not
+    allow, and a Message-ID the e-mail package cannot parse is cut down to its first word."""
+    digest = hashlib.sha256(f"{round_id}\0{recipient.lower()}".encode()).hexdigest()[:32]
+    return f"<uar.{digest}@{domain}>"
 
 
 def _allowed(address: str, allowed_domains: Sequence[str]) -> bool:
@@ -217,7 +228,7 @@ def build_message(
         recipients or Recipients(to=(report.owner,)),
         subject(report, envelope.subject_prefix),
         report.context.generated_at,
-        message_id(message_key or report.context.run_id, report.owner),
+        message_id(message_key or report.context.run_id, report.owner, envelope.id_domain),
         report.context.run_id,
     )
     _body(msg, env, "email_body", values, attachments)
@@ -257,7 +268,9 @@ def build_summary_message(
         Recipients(to=(recipient,)),
         summary_subject(summary, envelope.subject_prefix, len(failures)),
         summary.context.generated_at,
-        message_id(message_key or summary.context.run_id, f"summary/{recipient}"),
+        message_id(
+            message_key or summary.context.run_id, f"summary/{recipient}", envelope.id_domain
+        ),
         summary.context.run_id,
     )
     _body(msg, env, "summary_email", values, attachments)

@@ -7,6 +7,7 @@ from email.message import EmailMessage
 from email.policy import SMTP
 
 from ..models import owner_slug
+from .transport import Receipt
 
 
 def eml_name(recipient: str) -> str:
@@ -30,9 +31,9 @@ class OutboxTransport:
     def limit(self) -> int | None:
         return None
 
-    def send(self, raw: bytes, sender: str, recipients: Sequence[str], name: str) -> str:
+    def send(self, raw: bytes, sender: str, recipients: Sequence[str], name: str) -> Receipt:
         self._write(name, raw)
-        return name
+        return Receipt(name)
 
     def close(self) -> None:
         pass

@@ -19,7 +19,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from .transport import PermanentFailure, TemporaryFailure
+from .transport import PermanentFailure, Receipt, TemporaryFailure
 
 # SES v2 takes messages up to 40 MB, attachments included (SES developer guide, quotas).
 DEFAULT_LIMIT = 40_000_000
@@ -68,7 +68,8 @@ class SesTransport:
     def limit(self) -> int | None:
         return self._max_bytes if self._max_bytes is not None else DEFAULT_LIMIT
 
-    def send(self, raw: bytes, sender: str, recipients: Sequence[str], name: str) -> str:
+    def send(self, raw: bytes, sender: str, recipients: Sequence[str], name: str) -> Receipt:
+        # SES takes or refuses a raw message as a whole: there is no per-recipient refusal.
         if not recipients:
             raise PermanentFailure("no recipient")
         params: dict[str, Any] = {
@@ -87,7 +88,7 @@ class SesTransport:
             raise TemporaryFailure(f"SES: {type(exc).__name__}: {exc}") from exc
         except BotoCoreError as exc:
             raise PermanentFailure(f"SES: {type(exc).__name__}: {exc}") from exc
-        return str(response.get("MessageId", ""))
+        return Receipt(str(response.get("MessageId", "")))
 
     def close(self) -> None:
         pass

@@ -2,7 +2,10 @@
 
 Replies are sorted the way RFC 5321 means them: 4xx is temporary, 5xx permanent; a dropped or
 refused connection and a timeout are temporary. The MAIL/RCPT/DATA steps are driven one by one
-(not `sendmail`) to keep the server's final reply, which names its queue id.
+(not `sendmail`) to keep the server's final reply, which names its queue id, and each RCPT's
+reply: a recipient the server refuses is returned in the receipt, temporary or permanent, while
+the message goes to the others (RFC 5321 3.3: the server takes the message for the recipients it
+accepted).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import ssl
 from collections.abc import Sequence
 
 from ..config import SmtpSecurity, SmtpSettings
-from .transport import PermanentFailure, TemporaryFailure
+from .transport import PermanentFailure, Receipt, Refusal, TemporaryFailure
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +88,7 @@ class SmtpTransport:
         announced = self._connection().esmtp_features.get("size", "")
         return int(announced) if announced.isdigit() and int(announced) > 0 else DEFAULT_LIMIT
 
-    def send(self, raw: bytes, sender: str, recipients: Sequence[str], name: str) -> str:
+    def send(self, raw: bytes, sender: str, recipients: Sequence[str], name: str) -> Receipt:
         if not recipients:
             raise PermanentFailure("no recipient")
         smtp = self._connection()
@@ -104,31 +107,27 @@ class SmtpTransport:
 
     def _transaction(
         self, smtp: smtplib.SMTP, raw: bytes, sender: str, recipients: Sequence[str]
-    ) -> str:
+    ) -> Receipt:
         options = [f"size={len(raw)}"] if smtp.has_extn("size") else []
         code, reply = smtp.mail(sender, options)
         if code != 250:
             raise _failure(code, reply, "MAIL FROM")
-        refused: dict[str, tuple[int, bytes]] = {}
+        refused: list[Refusal] = []
         for address in recipients:
             code, reply = smtp.rcpt(address)
             if code not in (250, 251):
-                refused[address] = (code, reply)
+                text = reply.decode("utf-8", "replace")
+                refused.append(Refusal(address, 400 <= code < 500, f"SMTP RCPT TO: {code} {text}"))
         if len(refused) == len(recipients):
+            # Nobody to send to: no DATA, and the connection stays usable.
             smtp.rset()
-            # Retry only if every refusal was temporary; one permanent refusal settles it.
-            code, reply = max(refused.values(), key=lambda r: r[0])
-            raise _failure(code, reply, f"RCPT TO {', '.join(refused)}")
+            return Receipt("", tuple(refused))
         code, reply = smtp.data(raw)
         if code != 250:
             raise _failure(code, reply, "DATA")
-        text = reply.decode("utf-8", "replace")
         if refused:
-            log.warning("SMTP server refused some recipients: %s", sorted(refused))
-            text += "; refused " + ", ".join(
-                f"{a} ({c} {r.decode('utf-8', 'replace')})" for a, (c, r) in refused.items()
-            )
-        return text
+            log.warning("SMTP server refused some recipients: %s", [r.address for r in refused])
+        return Receipt(reply.decode("utf-8", "replace"), tuple(refused))
 
     def close(self) -> None:
         smtp, self._smtp = self._smtp, None
