@@ -33,11 +33,13 @@ class Received:
 @dataclass
 class Recorder:
     """aiosmtpd handler. `data_replies` answers the next DATA commands in order ("451 ...",
-    "550 ...", or DROP); `refuse` answers RCPT for an address."""
+    "550 ...", or DROP); `refuse` answers RCPT for an address every time, `refuse_next` the
+    next RCPTs for it in order (then it is accepted)."""
 
     received: list[Received] = field(default_factory=list)
     data_replies: list[str] = field(default_factory=list)
     refuse: dict[str, str] = field(default_factory=dict)
+    refuse_next: dict[str, list[str]] = field(default_factory=dict)
     rcpt_seen: list[str] = field(default_factory=list)
 
     async def handle_RCPT(
@@ -46,6 +48,8 @@ class Recorder:
         self.rcpt_seen.append(address)
         if address in self.refuse:
             return self.refuse[address]
+        if self.refuse_next.get(address):
+            return self.refuse_next[address].pop(0)
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -63,6 +67,14 @@ class Recorder:
 
     def to(self, address: str) -> list[Received]:
         return [r for r in self.received if address in r.rcpt_tos]
+
+    def accepted(self) -> dict[str, int]:
+        """How many messages the server took for each address."""
+        counts: dict[str, int] = {}
+        for r in self.received:
+            for address in r.rcpt_tos:
+                counts[address] = counts.get(address, 0) + 1
+        return counts
 
 
 def free_port() -> int:

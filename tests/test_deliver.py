@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -560,3 +560,105 @@ def test_preview_refuses_a_to_address_outside_the_allowed_domains(
     code = main(["preview", "-c", str(config), "--owner", ALICE, "--to", "me@evil.test"])
     assert code == 2
     assert "outside owners.allowed_domains" in capsys.readouterr().err
+
+
+# --- each recipient on its own, and the queue --------------------------------------------------
+
+
+def test_an_owner_refused_for_now_while_the_manager_is_accepted_is_retried_alone(
+    server: tuple[Recorder, int], ledger: Ledger
+) -> None:
+    recorder, port = server
+    recorder.refuse_next[BOB] = ["451 4.3.0 Try again later", "421 4.7.0 Busy"]
+    d = deliverer(port, ledger)
+    delivery = d.owner(report_for(BOB, breached=True, manager=MANAGER), files(BOB))
+    d.transport.close()
+
+    assert delivery.status == Status.SENT and not delivery.failed
+    # The manager got the first attempt; the owner the third; nobody a second copy.
+    assert recorder.accepted() == {MANAGER: 1, BOB: 1}
+    assert [r.rcpt_tos for r in recorder.received] == [[MANAGER], [BOB]]
+    first, second = recorder.received
+    assert first.message["Message-ID"] == second.message["Message-ID"]
+    assert first.data == second.data  # the same message, byte for byte
+    rows = ledger.recipients(LedgerKey(ROUND, "owner", BOB))
+    assert {a: (e.role, e.status, e.attempts) for a, e in rows.items()} == {
+        BOB: ("to", Status.SENT, 3),
+        MANAGER: ("cc", Status.SENT, 1),
+    }
+    assert ledger.queued(LedgerKey(ROUND, "owner", BOB)) is None
+
+
+def test_a_cc_refused_for_good_is_reported_and_the_owner_still_gets_the_message(
+    server: tuple[Recorder, int], ledger: Ledger
+) -> None:
+    recorder, port = server
+    recorder.refuse[MANAGER] = "550 5.1.1 No such user"
+    d = deliverer(port, ledger)
+    report = d.deliver(
+        [(report_for(BOB, breached=True, manager=MANAGER), files(BOB))],
+        make_summary(),
+        files("summary"),
+    )
+    d.transport.close()
+
+    bob, team = report.deliveries
+    assert bob.status == Status.FAILED_PERMANENT and bob.failed
+    assert bob.undelivered() == (
+        (MANAGER, Status.FAILED_PERMANENT, "SMTP RCPT TO: 550 5.1.1 No such user"),
+    )
+    assert recorder.accepted() == {BOB: 1, "security-team@example.com": 1}
+    assert d.sleep == []  # type: ignore[comparison-overlap]
+    record = bob.record()
+    assert [(r["address"], r["status"]) for r in record["recipients"]] == [
+        (BOB, "sent"),
+        (MANAGER, "failed_permanent"),
+    ]
+    # The security team hears of it, by address.
+    (summary_mail,) = recorder.to("security-team@example.com")
+    plain = summary_mail.message.get_body(("plain",))
+    assert plain is not None and MANAGER in plain.get_content()
+    assert team.status == Status.SENT
+    # Nothing is left to retry: a permanent refusal is reported, not queued.
+    assert ledger.queued(LedgerKey(ROUND, "owner", BOB)) is None
+
+
+def test_a_failure_outlasting_the_run_is_queued_and_the_retry_sends_the_same_bytes(
+    server: tuple[Recorder, int], ledger: Ledger
+) -> None:
+    recorder, port = server
+    recorder.refuse_next[ALICE] = ["451 4.3.0 Try again later"] * 3
+    first = deliverer(port, ledger).owner(report_for(ALICE), files(ALICE))
+    assert first.status == Status.FAILED_TEMPORARY
+    key = LedgerKey(ROUND, "owner", ALICE)
+    queued = ledger.queued(key)
+    assert queued is not None and queued.message_id == first.message_id
+    assert ledger.undelivered()[0] == 1
+
+    # The retry job (or the next run, of another round) sends the queued bytes.
+    later = deliverer(port, ledger, round_id="slot:unused-access-report:2026-12-07T06:00:00+00:00")
+    (retried,) = later.retry_queued(until_only=True)
+    later.transport.close()
+    assert retried.status == Status.SENT and retried.round_id == ROUND
+    (got,) = recorder.received
+    assert got.data == queued.raw and got.rcpt_tos == [ALICE]
+    assert ledger.queued(key) is None and ledger.undelivered() == (0, "")
+    entry = ledger.get(key)
+    assert entry is not None and entry.status is Status.SENT
+
+
+def test_a_queued_message_is_sent_by_one_holder_at_a_time(
+    server: tuple[Recorder, int], ledger: Ledger
+) -> None:
+    recorder, port = server
+    recorder.refuse_next[ALICE] = ["451 4.3.0 Try again later"] * 3
+    deliverer(port, ledger).owner(report_for(ALICE), files(ALICE))
+    key = LedgerKey(ROUND, "owner", ALICE)
+    now = datetime.now(UTC)
+    assert ledger.claim(key, "replica-a", now, timedelta(minutes=5))
+    assert not ledger.claim(key, "replica-b", now, timedelta(minutes=5))
+    other = deliverer(port, ledger, round_id="another-round", holder="replica-b")
+    assert other.retry_queued(until_only=False) == ()
+    assert recorder.received == []
+    # When replica-a's lease runs out, replica-b may take it.
+    assert ledger.claim(key, "replica-b", now + timedelta(minutes=6), timedelta(minutes=5))
