@@ -249,6 +249,27 @@ def _serve(config: Path) -> int:
         )
         return result.context.run_id
 
+    def retry() -> None:
+        from .deliver.driver import close_deliverer, open_deliverer
+        from .render.environment import make_environment
+
+        deliverer = open_deliverer(
+            settings,
+            env=make_environment(settings.reports.template_dir),
+            run_id="retry",
+            round_id="retry",
+            write=_no_outbox,
+            sessions=_sessions(settings, boto3.Session(), None),
+        )
+        try:
+            done = deliverer.retry_queued(until_only=True)
+        finally:
+            close_deliverer(deliverer)
+        for d in done:
+            log.info("retried %s to %s of round %s: %s", d.kind, d.recipient, d.round_id,
+                     d.status)  # fmt: skip
+
+    check_service(settings, boto3.Session())
     service = Service(
         database_url=settings.state.database_url,
         job=job,
@@ -256,10 +277,45 @@ def _serve(config: Path) -> int:
         timezone=schedule.timezone,
         misfire_grace_seconds=schedule.misfire_grace_seconds,
         lease_seconds=schedule.lock_lease_seconds,
+        retry=retry if settings.mail.transport is not Transport.OUTBOX else None,
+        retry_interval_seconds=settings.mail.retry.interval_minutes * 60,
     )
     log.info("serving %r in %s", schedule.cron, schedule.timezone)
     serve_forever(service)
     return 0
+
+
+def _no_outbox(name: str, data: bytes) -> None:
+    raise AssertionError("the retry job has no outbox")  # the outbox keeps no ledger to retry
+
+
+def check_service(settings: Settings, base: boto3.Session) -> None:
+    """What `serve` needs before it waits for its first slot, checked now rather than found
+    missing a week later: the state database opens and holds its tables, and the credentials
+    work (STS GetCallerIdentity, which needs no permission). Raises StateError or UsageError
+    (exit 2) with the reason."""
+    from .deliver.ledger import Ledger, open_engine
+    from .schedule import RunLock
+
+    engine = open_engine(settings.state.database_url)
+    try:
+        RunLock(engine)
+        Ledger(engine)
+    finally:
+        engine.dispose()
+    sessions = _sessions(settings, base, None)
+    try:
+        sessions.client("sts", region=settings.organization.home_region).get_caller_identity()
+    except NoCredentialsError as exc:
+        raise UsageError(
+            "serve: no AWS credentials\n"
+            "    hint: give the container a task role, or set AWS_PROFILE / the AWS_* variables"
+        ) from exc
+    except (ClientError, BotoCoreError) as exc:
+        raise UsageError(
+            f"serve: the AWS credentials do not work: {exc}\n"
+            "    hint: check the role or profile, and aws.endpoint_url if set"
+        ) from exc
 
 
 def _preview(config: Path, owner: str, to: str | None, out: Path) -> int:
@@ -341,6 +397,22 @@ def _execute(
     progress: Callable[[str], None] | None = None,
     preview: Preview | None = None,
 ) -> RunResult:
+    deps = Dependencies(
+        sessions=_sessions(settings, base, configure) if base is not None else None,
+        output_dir=out,
+        files=files,
+        progress=progress or (_progress if sys.stderr.isatty() else lambda message: None),
+        delivery_round=delivery_round,
+        delivery_slot=delivery_slot,
+        should_stop=should_stop,
+        preview=preview,
+    )
+    return run(settings, deps, datetime.now(UTC).replace(microsecond=0))
+
+
+def _sessions(
+    settings: Settings, base: boto3.Session, configure: SessionHook | None
+) -> SessionFactory:
     org = settings.organization
     external_id = org.external_id.get_secret_value() if org.external_id else None
     options = AwsOptions(
@@ -351,17 +423,7 @@ def _execute(
         session_name=org.session_name,
         external_id=external_id,
     )
-    deps = Dependencies(
-        sessions=SessionFactory(base, options, configure) if base is not None else None,
-        output_dir=out,
-        files=files,
-        progress=progress or (_progress if sys.stderr.isatty() else lambda message: None),
-        delivery_round=delivery_round,
-        delivery_slot=delivery_slot,
-        should_stop=should_stop,
-        preview=preview,
-    )
-    return run(settings, deps, datetime.now(UTC).replace(microsecond=0))
+    return SessionFactory(base, options, configure)
 
 
 def _progress(message: str) -> None:

@@ -56,9 +56,9 @@ class RenderError(ReporterError):
 
 
 class StateError(ReporterError):
-    """The state database cannot be opened, read or written."""
+    """The state database cannot be opened, read or written: nothing can be trusted to run."""
 
-    exit_code = 1
+    exit_code = 2
 
 
 class DeliveryError(ReporterError):

@@ -32,12 +32,12 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
-from sqlalchemy import Column, DateTime, MetaData, String, Table, select
+from sqlalchemy import Column, DateTime, MetaData, String, Table, Text, inspect, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from .deliver.driver import DeliveryCancelled
-from .deliver.ledger import default_holder, open_engine
+from .deliver.ledger import Ledger, default_holder, open_engine
 from .errors import ReporterError, StateError
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,16 @@ run_locks = Table(
     Column("acquired_at", DateTime(timezone=True), nullable=False),
     Column("lease_until", DateTime(timezone=True), nullable=False),
     Column("finished_at", DateTime(timezone=True), nullable=True),
+    # Why the last run failed, in one line (added in 0.2: older tables gain it at start-up).
+    Column("reason", Text, nullable=False, server_default=""),
 )
+
+
+def one_line(exc: BaseException) -> str:
+    """An error as `health` and the logs' summaries show it: its first line, with its type."""
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 def _utc(value: datetime) -> datetime:
@@ -115,6 +124,7 @@ class LockState:
     acquired_at: datetime
     lease_until: datetime
     finished_at: datetime | None
+    reason: str = ""
 
     def interrupted(self, now: datetime) -> bool:
         """Its run will not finish by itself: abandoned, or the holder died (lease ran out)."""
@@ -128,6 +138,12 @@ class RunLock:
         self._engine = engine
         try:
             lock_metadata.create_all(engine)
+            columns = {c["name"] for c in inspect(engine).get_columns("run_locks")}
+            if "reason" not in columns:
+                with engine.begin() as conn:
+                    conn.execute(
+                        text("ALTER TABLE run_locks ADD COLUMN reason TEXT NOT NULL DEFAULT ''")
+                    )
         except SQLAlchemyError as exc:
             raise StateError(f"cannot create the run lock table ({type(exc).__name__})") from exc
 
@@ -145,6 +161,7 @@ class RunLock:
             acquired_at=_utc(row.acquired_at),
             lease_until=_utc(row.lease_until),
             finished_at=_utc(row.finished_at) if row.finished_at else None,
+            reason=row.reason or "",
         )
 
     def acquire(
@@ -161,6 +178,7 @@ class RunLock:
             "acquired_at": now,
             "lease_until": now + lease,
             "finished_at": None,
+            "reason": "",
         }
         current = self.get(name)
         if current is None:
@@ -204,12 +222,14 @@ class RunLock:
             )
         return result.rowcount == 1
 
-    def release(self, name: str, holder: str, now: datetime, state: str, run_id: str = "") -> None:
+    def release(
+        self, name: str, holder: str, now: datetime, state: str, run_id: str = "", reason: str = ""
+    ) -> None:
         with self._engine.begin() as conn:
             conn.execute(
                 run_locks.update()
                 .where(run_locks.c.name == name, run_locks.c.holder == holder)
-                .values(state=state, run_id=run_id, lease_until=now, finished_at=now)
+                .values(state=state, run_id=run_id, lease_until=now, finished_at=now, reason=reason)
             )
 
 
@@ -235,22 +255,42 @@ class RunRequest:
 Job = Callable[[RunRequest], str | None]
 
 # APScheduler persists the job as a reference to a module-level function plus its arguments.
-# The argument is this process's service key, never settings (no secret goes into the job store).
-_SERVICES: dict[str, Service] = {}
+# The argument is the schedule's name, the same for every replica (never settings: no secret goes
+# into the job store): whichever replica's scheduler takes the shared job runs it with its own
+# service. (An argument naming one replica left the others ignoring the job once that replica
+# stopped, and the slot was lost.)
+_SERVICES: dict[str, list[Service]] = {}
 
 
-def _fire(key: str) -> None:
-    service = _SERVICES.get(key)
+def _live(name: str) -> Service | None:
+    return next((s for s in _SERVICES.get(name, ()) if not s.stopping.is_set()), None)
+
+
+def _fire(name: str) -> None:
+    service = _live(name)
     if service is None:
-        log.error("scheduled job for an unknown service %s: ignored", key)
+        log.error("scheduled job %s fired in a process that serves no such schedule: ignored",
+                  name)  # fmt: skip
         return
     service.fire()
 
 
-def _resume(key: str, slot: str) -> None:
-    service = _SERVICES.get(key)
+def _resume(name: str, slot: str) -> None:
+    service = _live(name)
     if service is not None:
         service.run_slot(datetime.fromisoformat(slot))
+
+
+def _watch(name: str) -> None:
+    service = _live(name)
+    if service is not None:
+        service.watch()
+
+
+def _retry(name: str) -> None:
+    service = _live(name)
+    if service is not None:
+        service.retry()
 
 
 class Service:
@@ -268,6 +308,9 @@ class Service:
         name: str = JOB_ID,
         holder: str | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        retry: Callable[[], object] | None = None,
+        retry_interval_seconds: int = 1800,
+        watch_interval_seconds: int | None = None,
     ) -> None:
         self.name = name
         self.job = job
@@ -280,7 +323,11 @@ class Service:
         self.stopping = threading.Event()
         self._engine = open_engine(database_url)
         self.lock = RunLock(self._engine)
-        self._key = f"{name}@{self.holder}"
+        self.retry_job = retry
+        self.retry_interval = retry_interval_seconds
+        # How often a replica looks for a slot another one left interrupted: a few times per
+        # lease, so a killed replica's slot is taken over soon after its lease runs out.
+        self.watch_interval = watch_interval_seconds or max(int(self.lease.total_seconds() / 3), 5)
         self.scheduler: BackgroundScheduler | None = None
 
     # -- running one slot ----------------------------------------------------------------------
@@ -304,7 +351,7 @@ class Service:
         done = threading.Event()
         heartbeat = threading.Thread(target=self._heartbeat, args=(done,), daemon=True)
         heartbeat.start()
-        state, run_id = FAILED, ""
+        state, run_id, reason = FAILED, "", ""
         try:
             request = RunRequest(slot, self.round_id(slot), self.stopping.is_set)
             run_id = self.job(request) or ""
@@ -312,15 +359,44 @@ class Service:
         except (RunCancelled, DeliveryCancelled) as exc:
             state = ABANDONED
             log.warning("%s", exc)
+        except ReporterError as exc:
+            # A failed week must not stop the service: logged, the next slot runs as usual, and
+            # `health` shows the reason.
+            reason = one_line(exc)
+            log.error("run for slot %s failed: %s", slot.isoformat(), exc)
         except Exception as exc:
-            # A failed week must not stop the service: logged, the next slot runs as usual.
-            log.error("run for slot %s failed: %s", slot.isoformat(), exc, exc_info=exc)
+            reason = one_line(exc)
+            log.error("run for slot %s failed: %s", slot.isoformat(), reason, exc_info=exc)
         finally:
             done.set()
             heartbeat.join()
-            self.lock.release(self.name, self.holder, self.clock(), state, run_id)
+            self.lock.release(self.name, self.holder, self.clock(), state, run_id, reason)
             log.info("run for slot %s %s", slot.isoformat(), state)
         return True
+
+    def watch(self) -> bool:
+        """Run a slot another replica left interrupted (killed: its lease ran out; stopped: it
+        abandoned the slot), if it is still within the grace time. False if none was run."""
+        state = self.lock.get(self.name)
+        now = self.clock()
+        if state is None or not state.interrupted(now):
+            return False
+        if now - state.slot > self.grace:
+            return False
+        log.info("slot %s was left %s by %s: taking it over", state.slot.isoformat(),
+                 state.state, state.holder)  # fmt: skip
+        return self.run_slot(state.slot)
+
+    def retry(self) -> None:
+        """The retry job: one more try for mail left undelivered, within its retry time."""
+        if self.retry_job is None or self.stopping.is_set():
+            return
+        try:
+            self.retry_job()
+        except (DeliveryCancelled, RunCancelled):
+            pass
+        except Exception as exc:
+            log.error("retrying undelivered mail failed: %s", one_line(exc), exc_info=exc)
 
     def _heartbeat(self, done: threading.Event) -> None:
         interval = max(self.lease.total_seconds() / 3, 1.0)
@@ -350,17 +426,17 @@ class Service:
             },
         )
         scheduler.add_listener(self._on_event, EVENT_JOB_MISSED | EVENT_JOB_ERROR)
-        _SERVICES[self._key] = self
+        _SERVICES.setdefault(self.name, []).append(self)
         scheduler.start(paused=True)
         self.scheduler = scheduler
         stored = scheduler.get_job(self.name, jobstore="default")
         if stored is None:
-            scheduler.add_job(_fire, self.when, args=[self._key], id=self.name)
+            scheduler.add_job(_fire, self.when, args=[self.name], id=self.name)
         else:
             scheduler.modify_job(
                 self.name,
                 func=_fire,
-                args=[self._key],
+                args=[self.name],
                 coalesce=True,
                 max_instances=1,
                 misfire_grace_time=int(self.grace.total_seconds()),
@@ -369,6 +445,19 @@ class Service:
                 log.info("schedule changed to %s: next run recomputed", self.when)
                 scheduler.reschedule_job(self.name, trigger=self.when)
         self._queue_resumption(scheduler)
+        # This replica's own jobs, in memory: watching for slots left interrupted by another
+        # replica, and retrying undelivered mail (the ledger's leases keep replicas apart).
+        scheduler.add_job(
+            _watch, "interval", seconds=self.watch_interval, args=[self.name],
+            id=f"{self.name}-watch", jobstore="memory", replace_existing=True,
+            coalesce=True, max_instances=1, misfire_grace_time=None,
+        )  # fmt: skip
+        if self.retry_job is not None:
+            scheduler.add_job(
+                _retry, "interval", seconds=self.retry_interval, args=[self.name],
+                id=f"{self.name}-retry", jobstore="memory", replace_existing=True,
+                coalesce=True, max_instances=1, misfire_grace_time=None,
+            )  # fmt: skip
         scheduler.resume()
         job = scheduler.get_job(self.name)
         log.info("scheduled %s; next run %s", self.when, job.next_run_time if job else None)
@@ -393,7 +482,7 @@ class Service:
             _resume,
             "date",
             run_date=at,
-            args=[self._key, state.slot.isoformat()],
+            args=[self.name, state.slot.isoformat()],
             id=f"{self.name}-resume",
             jobstore="memory",
             replace_existing=True,
@@ -421,7 +510,9 @@ class Service:
             for alias in ("default", "memory"):
                 self.scheduler.remove_jobstore(alias)
             self.scheduler.shutdown(wait=wait)
-        _SERVICES.pop(self._key, None)
+        services = _SERVICES.get(self.name, [])
+        if self in services:
+            services.remove(self)
 
     def dispose(self) -> None:
         self._engine.dispose()
@@ -469,6 +560,7 @@ def health(
     engine = open_engine(database_url)
     try:
         state = RunLock(engine).get(name)
+        undelivered, mail_error = Ledger(engine).undelivered()
         stored = None
         store = SQLAlchemyJobStore(engine=engine, tablename=JOBS_TABLE)
         try:
@@ -509,13 +601,24 @@ def health(
             "holder": state.holder,
             "started_at": state.acquired_at.isoformat(),
             "finished_at": state.finished_at.isoformat() if state.finished_at else None,
+            "reason": state.reason or None,
         }
     nxt = stored or computed
+    failed = state is not None and state.state == FAILED
+    problems = []
+    if overdue:
+        problems.append("the last slot due did not run to its end")
+    if failed and state is not None:
+        problems.append(f"the last run failed: {state.reason or 'see the logs'}")
+    if undelivered:
+        problems.append(f"{undelivered} message(s) undelivered: {mail_error or 'see the ledger'}")
     return {
-        "ok": not overdue and (state is None or state.state != FAILED),
+        "ok": not problems,
         "last_run": last,
         "next_run": nxt.isoformat() if nxt else None,
         "overdue": overdue,
+        "undelivered": undelivered,
+        "problem": "; ".join(problems) or None,
     }
 
 

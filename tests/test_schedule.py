@@ -10,7 +10,7 @@ import io
 import json
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,6 +18,7 @@ import pytest
 from apscheduler.triggers.cron import CronTrigger
 
 from reporter.deliver.ledger import open_engine
+from reporter.errors import StateError
 from reporter.schedule import (
     ABANDONED,
     FINISHED,
@@ -29,6 +30,7 @@ from reporter.schedule import (
     health,
     latest_slot,
     next_run,
+    one_line,
 )
 
 WAIT = 30  # seconds; only ever reached when something is broken
@@ -284,3 +286,46 @@ def test_health_command_prints_json(
     assert status["ok"] and status["last_run"] is None
     assert status["next_run"].endswith(("+01:00", "+02:00"))
     assert "T07:00:00" in status["next_run"]
+
+
+def test_health_gives_a_failed_runs_reason_in_one_line(db: str, lock: RunLock) -> None:
+    weekly = CronTrigger.from_crontab("0 7 * * mon", timezone=UTC)
+    lock.acquire(JOB_ID, SLOT, "a", NOW, LEASE)
+    lock.release(JOB_ID, "a", NOW, "failed", "", one_line(StateError("database locked\n    hint")))
+    status = health(db, weekly, 3600, SLOT + timedelta(hours=1))
+    assert not status["ok"] and status["last_run"]["reason"] == "StateError: database locked"
+    assert status["problem"] == "the last run failed: StateError: database locked"
+
+
+def test_a_replica_takes_over_a_slot_another_left_and_the_job_is_no_replicas_own(db: str) -> None:
+    ran: list[tuple[str, str]] = []
+
+    def job(name: str) -> Callable[[RunRequest], str]:
+        def run(request: RunRequest) -> str:
+            ran.append((name, request.round_id))
+            return f"run-{name}"
+
+        return run
+
+    clock = [SLOT + timedelta(minutes=1)]
+    weekly = CronTrigger.from_crontab("0 7 * * mon", timezone=UTC)
+    a = Service(database_url=db, job=job("a"), when=weekly, timezone="UTC",
+                misfire_grace_seconds=3600, holder="a", clock=lambda: clock[0])  # fmt: skip
+    b = Service(database_url=db, job=job("b"), when=weekly, timezone="UTC",
+                misfire_grace_seconds=3600, holder="b", clock=lambda: clock[0])  # fmt: skip
+    try:
+        # Replica a took the slot and died (no release): its lease is still running.
+        assert a.lock.acquire(JOB_ID, SLOT, "a", clock[0], a.lease)[0]
+        assert not b.watch()
+        clock[0] += a.lease + timedelta(seconds=1)
+        assert b.watch()  # the lease ran out: b runs the slot, as its round
+        assert ran == [("b", b.round_id(SLOT))]
+        assert not b.watch()  # finished: never again
+        # The stored job names the schedule, not a replica: any live replica fires it.
+        b.start()
+        stored = b.scheduler.get_job(JOB_ID) if b.scheduler else None
+        assert stored is not None and stored.args == (JOB_ID,)
+    finally:
+        b.stop()
+        a.dispose()
+        b.dispose()

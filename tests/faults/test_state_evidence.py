@@ -104,7 +104,8 @@ def test_a_locked_state_database_fails_clearly_and_the_rerun_mails_nobody_twice(
         finally:
             holder.execute("ROLLBACK")
             holder.close()
-        assert raised.value.exit_code == 1
+        # A state problem: nothing ran, so exit 2 (not 1, "incomplete").
+        assert raised.value.exit_code == 2
         assert "locked" in str(raised.value) or "state" in str(raised.value)
         assert complete_runs(out) == [first.context.run_id]  # nothing complete-but-wrong
         assert leftovers(out) == []
