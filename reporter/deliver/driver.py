@@ -788,6 +788,9 @@ def open_deliverer(
         should_stop=should_stop,
         preview=preview,
         holder=holder or default_holder(),
+        # A message is held only while it is being sent; a holder that died lets go when its
+        # lease runs out, on the same time scale as the run lock of the slot.
+        lease=timedelta(seconds=settings.schedule.lock_lease_seconds),
         retry_until=(slot or datetime.now(UTC)) + timedelta(hours=mail.retry.until_hours),
     )
 
