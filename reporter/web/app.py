@@ -287,8 +287,19 @@ class WebServer:
 
 
 def _config(app: ASGIApp, host: str, port: int) -> uvicorn.Config:
+    # proxy_headers=False: uvicorn would otherwise replace the client address with the one in
+    # X-Forwarded-For whenever the peer is in forwarded_allow_ips (127.0.0.1 by default, or
+    # $FORWARDED_ALLOW_IPS), so anyone on this host could name a trusted proxy and sign in
+    # through trusted_header, and a real proxy on this host would be taken for its client.
+    # The page trusts the socket's peer address and nothing a request says about itself.
     return uvicorn.Config(
-        app, host=host, port=port, log_level="warning", access_log=False, lifespan="off"
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        proxy_headers=False,
     )
 
 

@@ -57,6 +57,8 @@ class Access:
             address = ipaddress.ip_address(host)
         except ValueError:
             return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+            address = address.ipv4_mapped  # an IPv4 peer of a dual-stack socket
         return any(address in network for network in self.proxies)
 
     def _basic(self, header: str) -> str | None:
