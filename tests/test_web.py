@@ -383,6 +383,21 @@ def live(tmp_path: Path) -> Iterator[Any]:
         server.stop()
 
 
+def raw_get(server: Any, *header_lines: bytes) -> tuple[int, dict[str, str], bytes]:
+    """GET / over a plain socket, header lines sent byte for byte (clients refuse some)."""
+    request = b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+    request += b"".join(line + b"\r\n" for line in header_lines) + b"\r\n"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
+        conn.sendall(request)
+        received = b""
+        while chunk := conn.recv(65536):
+            received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+    return int(status_line.split()[1]), headers, body
+
+
 def assert_secured(headers: Any) -> None:
     for name, value in SECURITY_HEADERS.items():
         assert headers[name] == value, name
@@ -450,3 +465,65 @@ def test_serve_starts_the_page_without_uvicorn_proxy_headers(
         assert httpx2.get(server.url + "/", headers={**forged, **basic()}).status_code == 200
     finally:
         server.stop()
+
+
+def _b64(data: bytes) -> bytes:
+    return base64.b64encode(data)
+
+
+MALFORMED_AUTHORIZATION = {
+    "non-ascii": "Basic é".encode(),
+    "latin-1-byte": b"Basic \xe9\xe9\xe9\xe9",
+    "non-ascii-in-base64": b"Basic " + _b64(f"{USER}:{PASSWORD}".encode())[:-4] + b"\xc3\xa9==",
+    "bad-base64": b"Basic !!!",
+    "bad-padding": b"Basic " + _b64(b"auditor:x")[:-1],
+    "no-colon": b"Basic " + _b64(USER.encode()),
+    "no-name": b"Basic " + _b64(f":{PASSWORD}".encode()),
+    "not-utf-8": b"Basic " + _b64(b"auditor:\xff\xfe\xfd"),
+    "empty": b"",
+    "scheme-only": b"Basic",
+    "two-spaces": b"Basic  " + _b64(f"{USER}:{PASSWORD}".encode()),
+    "space-inside": b"Basic " + _b64(f"{USER}:{PASSWORD}".encode()).replace(b"Y", b"Y ", 1),
+    "other-scheme": b"Bearer " + _b64(f"{USER}:{PASSWORD}".encode()),
+    "overlong": b"Basic " + _b64(f"{USER}:{PASSWORD}".encode() + b"x" * 6000),
+    "control-bytes": b"Basic \x01\x02",
+}
+
+
+@pytest.mark.parametrize(
+    "value", MALFORMED_AUTHORIZATION.values(), ids=MALFORMED_AUTHORIZATION.keys()
+)
+def test_every_malformed_credential_is_a_401_with_the_security_headers(
+    live: Any, tmp_path: Path, value: bytes
+) -> None:
+    server = live(settings_for(tmp_path))
+    status, headers, _ = raw_get(server, b"Authorization: " + value)
+    assert status == 401
+    assert headers["www-authenticate"].startswith("Basic realm=")
+    assert_secured(headers)
+    good = b"Authorization: Basic " + _b64(f"{USER}:{PASSWORD}".encode())
+    assert raw_get(server, good)[0] == 200  # the same server, still answering
+
+
+def test_a_500_from_the_sign_in_check_carries_the_security_headers(
+    live: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: Any) -> str:
+        raise RuntimeError("the sign-in check broke")
+
+    monkeypatch.setattr("reporter.web.auth.Access.user", broken)
+    server = live(settings_for(tmp_path))
+    status, headers, body = raw_get(server, b"Authorization: Basic eA==")
+    assert status == 500 and b"broke" not in body
+    assert_secured(headers)
+
+
+def test_a_500_from_a_page_carries_the_security_headers(live: Any, tmp_path: Path) -> None:
+    class BrokenStore(LocalStore):
+        def runs(self) -> Any:
+            raise RuntimeError("the store broke")
+
+    server = live(settings_for(tmp_path), BrokenStore(tmp_path))
+    response = httpx2.get(server.url + "/", headers=basic())
+    assert response.status_code == 500 and "broke" not in response.text
+    assert_secured(response.headers)
