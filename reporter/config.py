@@ -8,7 +8,10 @@ errors, and every problem in a file is reported at once as one `ConfigError`.
 Secrets are referenced, never written inline: a string may be `${NAME}` (whole or embedded, e.g.
 in a database URL) or a mapping `{"$env": "NAME"}`. References resolve from the `environ` argument
 into a copy of the data; the loaded `Settings` remembers where they were, so `redacted()`,
-`repr()` and error messages show the reference and never the value.
+`repr()` and error messages show the reference and never the value. Some values are secret
+however they were written: every URL-typed setting loses its user info and query string, and
+password hashes are shown as `<redacted>` (the `_Shown` marker on their types), in printed
+config, in `repr()`, in errors and in `config_digest`, which hashes the redacted config.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import typing
 import zoneinfo
 from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime, timedelta
-from enum import StrEnum
+from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, TypeAlias
 
@@ -211,13 +214,25 @@ def _owner_ref(value: str) -> str:
 OwnerRef = Annotated[str, AfterValidator(_owner_ref)]
 
 
+class _Shown(Enum):
+    """How a value of a marked type is shown wherever config is printed, digested or logged.
+
+    Put on a type with `Annotated[..., _Shown.URL]`; the model walk below finds every field
+    that carries it (inside `X | None`, a mapping's values or a sequence's items too), so a new
+    setting of a marked type is redacted without being listed anywhere.
+    """
+
+    URL = "url"  # user info and query string replaced: they carry passwords and tokens
+    PASSWORD_HASH = "password_hash"  # an offline-guessable verifier: never shown
+
+
 def _http_url(value: str) -> str:
     if not re.fullmatch(r"https?://[^\s/?#]+([/?#]\S*)?", value):
         raise _invalid("not an http(s) URL", "e.g. `http://localhost:4566` for an emulator")
     return value
 
 
-HttpUrl = Annotated[str, AfterValidator(_http_url)]
+HttpUrl = Annotated[str, AfterValidator(_http_url), _Shown.URL]
 
 
 def _one_line(value: str) -> str:
@@ -258,20 +273,36 @@ def _database_url(value: str) -> str:
     return value
 
 
-DatabaseUrl = Annotated[str, AfterValidator(_database_url)]
+DatabaseUrl = Annotated[str, AfterValidator(_database_url), _Shown.URL]
 
 
-def mask_url_credentials(url: str) -> str:
-    """The URL with its password and query string replaced by `<redacted>`."""
+def mask_url_credentials(url: str, *, keep_references: bool = False) -> str:
+    """The URL with its user info (`user:password@`) and query string replaced by `<redacted>`.
+
+    The whole user info goes, not only a password: `https://TOKEN@host` carries its secret as
+    the user name. With `keep_references` (for the URL as written in the file), a user or
+    password that is wholly a reference such as `${DB_PASSWORD}` stays, since it names a
+    variable and holds no secret: `postgresql://<redacted>:${DB_PASSWORD}@db/x`.
+    """
     scheme, sep, rest = url.partition("://")
     if not sep:
         return url
     rest, question, _query = rest.partition("?")
-    # rfind: an unencoded `@` in a password must not split the user info early.
+    # rfind: an unencoded `@` (or `/`) in a password must not end the user info early. Only an
+    # `@` in a path with no `:` before it (`sqlite:////srv/a@b/db`) is not user info; reading
+    # anything else as user info at worst hides some host or path.
     at = rest.rfind("@")
-    if at >= 0 and ":" in rest[:at]:
-        user = rest[:at].split(":", 1)[0]
-        rest = f"{user}:{REDACTED}{rest[at:]}"
+    userinfo = rest[:at]
+    if at >= 0 and (":" in userinfo or "/" not in userinfo):
+        parts = userinfo.split(":", 1)
+        references = [bool(re.fullmatch(r"\$\{[^}]*\}", part)) for part in parts]
+        if keep_references and any(references):
+            shown = [
+                p if ref or not p else REDACTED for p, ref in zip(parts, references, strict=True)
+            ]
+            rest = f"{':'.join(shown)}{rest[at:]}"
+        else:
+            rest = f"{REDACTED}{rest[at:]}"
     return f"{scheme}://{rest}{'?' + REDACTED if question else ''}"
 
 
@@ -309,9 +340,14 @@ class _Section(BaseModel):
     _masked: dict[str, str] = PrivateAttr(default_factory=dict)
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        fields = type(self).model_fields
         for name, value in super().__repr_args__():
             if name is not None and name in self._masked:
                 yield name, self._masked[name]
+            elif name in fields and (marked := _marker(fields[name])) is not None:
+                # A URL's user info or a password hash is hidden whether or not it was a
+                # reference: a literal there is still a secret.
+                yield name, _shown_under(value, *marked)
             else:
                 yield name, value
 
@@ -398,7 +434,9 @@ class OrganizationSettings(_Section):
 
 class AwsSettings(_Section):
     endpoint_url: HttpUrl | None = Field(
-        None, description="http(s) URL of an AWS emulator for testing; null = real AWS."
+        None,
+        description="http(s) URL of an AWS emulator for testing; null = real AWS. Any "
+        "`user:password@` in it is shown as <redacted>.",
     )
     retry_mode: RetryMode = Field(
         RetryMode.ADAPTIVE, description="botocore retry mode: standard, adaptive or legacy."
@@ -846,14 +884,6 @@ class StateSettings(_Section):
         "postgresql://…; the password should be a secret reference.",
     )
 
-    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
-        # A literal password in the URL is still a secret, reference or not.
-        for name, value in super().__repr_args__():
-            if name == "database_url" and name not in self._masked:
-                yield name, mask_url_credentials(value)
-            else:
-                yield name, value
-
 
 _CRON_HINT = "five fields: minute hour day-of-month month day-of-week, e.g. `0 7 * * mon`"
 
@@ -1129,11 +1159,13 @@ def _s3_prefix(value: str) -> str:
 
 
 def _password_hash(value: str) -> str:
-    from reporter.web.passwords import is_password_hash
+    from reporter.web.passwords import hash_problem
 
-    if not is_password_hash(value):
+    # The reason names the scheme or the cost, never the hash, so it may be shown for a value
+    # from a reference too.
+    if problem := hash_problem(value):
         raise _invalid(
-            "not a password hash",
+            problem,
             "make one with `access-reporter hash-password` (never the password itself)",
         )
     return value
@@ -1147,6 +1179,8 @@ def _proxy_network(value: str) -> str:
     except ValueError:
         raise _invalid("not an IP address or network", "e.g. `10.0.0.5` or `10.0.0.0/24`") from None
 
+
+PasswordHash = Annotated[str, AfterValidator(_password_hash), _Shown.PASSWORD_HASH]
 
 WebUserName = Annotated[
     str, _matcher(r"[A-Za-z0-9_.@-]{1,64}", "not a user name", "1–64 of letters, digits, `_.@-`")
@@ -1195,10 +1229,11 @@ class EvidenceWebSettings(_Section):
         str, _matcher(r"[^\s/]+", "not a host or address", "e.g. `127.0.0.1` or `0.0.0.0`")
     ] = Field("127.0.0.1", description="Address the web page listens on.")
     port: int = Field(8080, ge=1, le=65535, description="TCP port of the web page (1–65535).")
-    users: dict[WebUserName, Annotated[str, AfterValidator(_password_hash)]] = Field(
+    users: dict[WebUserName, PasswordHash] = Field(
         default_factory=dict,
         description="User name → password hash from `access-reporter hash-password` "
-        "(HTTP Basic login).",
+        "(HTTP Basic login); a hash costing more than 64 MiB per check is refused. "
+        "Shown as <redacted>.",
     )
     trusted_header: (
         Annotated[
@@ -1212,7 +1247,9 @@ class EvidenceWebSettings(_Section):
         "believed only from trusted_proxies.",
     )
     trusted_proxies: tuple[Annotated[str, AfterValidator(_proxy_network)], ...] = Field(
-        (), description="Addresses or networks of that proxy."
+        (),
+        description="Addresses or networks of that proxy, matched against the connection's "
+        "own peer address; X-Forwarded-For, Forwarded and X-Real-IP are never believed.",
     )
 
 
@@ -1383,8 +1420,74 @@ def _secret_field_locs(model: type[_Section] = Settings, prefix: Loc = ()) -> li
     return locs
 
 
+_ANY = "*"  # in a marked location: any key of a mapping, any index of a sequence
+
+
+def _marker_in(annotation: Any) -> tuple[_Shown, Loc] | None:
+    """The `_Shown` marker `annotation` carries, and where under a value of it: () for the
+    value itself, (_ANY,) for each value of a mapping or item of a sequence."""
+    if typing.get_origin(annotation) is Annotated:
+        for meta in annotation.__metadata__:
+            if isinstance(meta, _Shown):
+                return meta, ()
+        return _marker_in(typing.get_args(annotation)[0])
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (dict, Mapping):
+        found = _marker_in(args[1])
+    elif origin in (tuple, list):
+        found = _marker_in(args[0])
+    else:  # X | None, or a type without parameters
+        return next((m for m in map(_marker_in, args) if m is not None), None)
+    return (found[0], (_ANY, *found[1])) if found is not None else None
+
+
+def _marker(field: FieldInfo) -> tuple[_Shown, Loc] | None:
+    for meta in field.metadata:  # pydantic keeps a top-level Annotated's extras here
+        if isinstance(meta, _Shown):
+            return meta, ()
+    return _marker_in(field.annotation)
+
+
+def _marked_locs(model: type[_Section] = Settings, prefix: Loc = ()) -> list[tuple[Loc, _Shown]]:
+    found: list[tuple[Loc, _Shown]] = []
+    for name, field in model.model_fields.items():
+        section, items = _section_type(field), _item_section_type(field)
+        if section is not None:
+            found.extend(_marked_locs(section, (*prefix, name)))
+        elif items is not None:
+            found.extend(_marked_locs(items, (*prefix, name, _ANY)))
+        elif (marked := _marker(field)) is not None:
+            found.append(((*prefix, name, *marked[1]), marked[0]))
+    return found
+
+
+def _shown(value: str, kind: _Shown) -> str:
+    return mask_url_credentials(value) if kind is _Shown.URL else REDACTED
+
+
+def _shown_under(value: Any, kind: _Shown, under: Loc) -> Any:
+    """`value` with what `kind` hides hidden at every place `under` names."""
+    if not under:
+        return _shown(value, kind) if isinstance(value, str) else value
+    if isinstance(value, Mapping):
+        return {k: _shown_under(v, kind, under[1:]) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_shown_under(v, kind, under[1:]) for v in value)
+    return value
+
+
+def _marked_at(loc: Loc) -> _Shown | None:
+    for pattern, kind in _MARKED:
+        if len(pattern) == len(loc) and all(
+            p in (_ANY, part) for p, part in zip(pattern, loc, strict=True)
+        ):
+            return kind
+    return None
+
+
 _ALWAYS_SECRET: frozenset[Loc] = frozenset(_secret_field_locs())
-_URL_WITH_CREDENTIALS: frozenset[Loc] = frozenset({("state", "database_url")})
+# Every URL (user info may hold a password) and every password hash in the model.
+_MARKED: tuple[tuple[Loc, _Shown], ...] = tuple(_marked_locs())
 # A literal here would put a live password in a file that gets committed and copied around.
 _REFERENCE_ONLY: frozenset[Loc] = frozenset({("mail", "smtp", "password")})
 
@@ -1427,8 +1530,14 @@ def _mask_raw(value: Any, loc: Loc) -> Any:
     """`value` (found at `loc` in the file) with always-secret parts masked, for display."""
     if loc in _ALWAYS_SECRET and value is not None and not _is_reference(value):
         return REDACTED
-    if loc in _URL_WITH_CREDENTIALS and isinstance(value, str):
-        return mask_url_credentials(value)
+    kind = _marked_at(loc)
+    if kind is _Shown.URL and isinstance(value, str):
+        # As written: a reference in it may sit beside a literal password.
+        return mask_url_credentials(value, keep_references=True)
+    if kind is _Shown.PASSWORD_HASH and isinstance(value, str) and not _is_reference(value):
+        from reporter.web.passwords import public_part
+
+        return public_part(value)  # the scheme and cost say what is wrong; the rest stays hidden
     if isinstance(value, Mapping):
         return {k: _mask_raw(v, (*loc, k)) if isinstance(k, str) else v for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -1754,13 +1863,36 @@ def redacted(settings: Settings) -> dict[str, Any]:
     for loc in _ALWAYS_SECRET:
         if _get(data, loc) not in (_MISSING, None):
             _set(data, loc, REDACTED)
-    for loc in _URL_WITH_CREDENTIALS:
-        value = _get(data, loc)
-        if isinstance(value, str):
-            _set(data, loc, mask_url_credentials(value))
+    for pattern, kind in _MARKED:
+        for loc in list(_expand(data, pattern)):
+            if isinstance(value := _get(data, loc), str):
+                _set(data, loc, _shown(value, kind))
     for loc, written in settings._secret_refs:
-        _set(data, loc, f"<redacted: {written}>")
+        _set(data, loc, f"<redacted: {_written(written, loc)}>")
     return data
+
+
+def _expand(data: Any, pattern: Loc, done: Loc = ()) -> Iterator[Loc]:
+    """The locations in `data` that `pattern` names (`_ANY`: every key or index)."""
+    if len(done) == len(pattern):
+        yield done
+        return
+    node, part = _get(data, done), pattern[len(done)]
+    keys: list[str | int] = [part]
+    if part == _ANY:
+        keys = list(node) if isinstance(node, Mapping) else []
+        keys += range(len(node)) if isinstance(node, list) else []
+    for key in keys:
+        if _get(node, (key,)) is not _MISSING:
+            yield from _expand(data, pattern, (*done, key))
+
+
+def _written(written: str, loc: Loc) -> str:
+    """What was written where a reference resolved, safe to show: a URL may hold a reference
+    and a literal password side by side."""
+    if _marked_at(loc) is _Shown.URL:
+        return mask_url_credentials(written, keep_references=True)
+    return written
 
 
 def dump_yaml(data: Mapping[str, Any]) -> str:
@@ -1902,7 +2034,7 @@ def _mask_sections(settings: Settings, refs: tuple[tuple[Loc, str], ...]) -> Non
             if isinstance(child, _Section):
                 section = child
                 continue
-            shown = f"<redacted: {written}>" if depth == len(loc) - 1 else REDACTED
+            shown = f"<redacted: {_written(written, loc)}>" if depth == len(loc) - 1 else REDACTED
             section._masked[str(part)] = shown
             break
 

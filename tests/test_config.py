@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import pickle
@@ -14,13 +15,16 @@ import yaml
 from pydantic import SecretStr, ValidationError
 
 from reporter.config import (
+    _MARKED,
     REDACTED,
     Settings,
+    _Shown,
     config_digest,
     describe_fields,
     dump_yaml,
     load_data,
     load_file,
+    mask_url_credentials,
     redacted,
 )
 from reporter.errors import ConfigError, ConfigProblem
@@ -594,7 +598,7 @@ def test_redacted_shows_references_never_values() -> None:
     assert shown["mail"]["smtp"]["username"] == "<redacted: ${SMTP_USER}>"
     assert shown["organization"]["external_id"] == "<redacted: ${EXTERNAL_ID}>"
     assert shown["state"]["database_url"] == (
-        "<redacted: postgresql://reporter:${DB_PASSWORD}@db.internal:5432/reporter>"
+        "<redacted: postgresql://<redacted>:${DB_PASSWORD}@db.internal:5432/reporter>"
     )
     assert shown["mail"]["smtp"]["host"] == "localhost"  # the rest is plain data
     assert shown["mail"]["smtp"]["port"] == 587
@@ -628,7 +632,7 @@ def test_literal_secrets_are_redacted_too() -> None:
     )
     shown = redacted(settings)
     assert shown["organization"]["external_id"] == REDACTED
-    assert shown["state"]["database_url"] == f"postgresql://app:{REDACTED}@db/x?{REDACTED}"
+    assert shown["state"]["database_url"] == f"postgresql://{REDACTED}@db/x?{REDACTED}"
     for text in (json.dumps(shown), repr(settings), str(settings)):
         assert "literal-external-id" not in text and "hunter2" not in text
         assert "hunter3" not in text
@@ -749,6 +753,156 @@ def test_dump_yaml_never_writes_a_secret_it_is_handed() -> None:
     text = dump_yaml({"settings": settings, "password": settings.mail.smtp.password})
     assert SECRET not in text
     assert yaml.safe_load(text)["password"] == REDACTED
+
+
+# --- URLs with user info and password hashes (issue 17) ------------------------------------------
+
+WEB_PASSWORD = "correct horse battery staple"
+
+
+def web_hash(password: str = WEB_PASSWORD) -> str:
+    from reporter.web.passwords import hash_password
+
+    return hash_password(password, n=2**10)  # cheap; the format is the default's
+
+
+def forged_hash(n: int, r: int, p: int = 1) -> str:
+    """A well-formed hash with the given cost; never computed, so any cost is cheap to test."""
+    salt, digest = base64.b64encode(b"s" * 16).decode(), base64.b64encode(b"d" * 32).decode()
+    return f"scrypt${n}${r}${p}${salt}${digest}"
+
+
+def test_validate_config_prints_no_url_password_and_no_password_hash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from reporter.cli import main
+
+    hashed = web_hash()
+    config = write(
+        tmp_path,
+        f"aws:\n  endpoint_url: https://user:{SECRET}@emulator.internal:4566/\n"
+        f"state:\n  database_url: postgresql://reporter:{SECRET}@db/x\n"
+        f"evidence:\n  web:\n    users:\n      auditor: '{hashed}'\n",
+    )
+    assert main(["validate-config", "-c", str(config)]) == 0
+    out = capsys.readouterr().out
+    salt, digest = hashed.split("$")[4:]
+    for leak in (SECRET, hashed, salt, digest, "user:"):
+        assert leak not in out, leak
+    shown = yaml.safe_load(out)
+    assert shown["aws"]["endpoint_url"] == f"https://{REDACTED}@emulator.internal:4566/"
+    assert shown["state"]["database_url"] == f"postgresql://{REDACTED}@db/x"
+    assert shown["evidence"]["web"]["users"] == {"auditor": REDACTED}
+    settings = load_file(config, {})
+    for text in (repr(settings), str(settings.aws), repr(settings.evidence.web)):
+        assert SECRET not in text and salt not in text and digest not in text
+
+
+def test_a_url_written_with_a_reference_and_a_literal_password_shows_neither_value() -> None:
+    settings = load_data(
+        {"aws": {"endpoint_url": f"https://ci:{SECRET}@${{EMULATOR}}:4566"}},
+        {"EMULATOR": "localstack.internal"},
+    )
+    assert settings.aws.endpoint_url == f"https://ci:{SECRET}@localstack.internal:4566"
+    shown = redacted(settings)["aws"]["endpoint_url"]
+    assert shown == f"<redacted: https://{REDACTED}@${{EMULATOR}}:4566>"
+    assert SECRET not in repr(settings) and SECRET not in repr(settings.aws)
+    problem = only_problem(
+        {"aws": {"endpoint_url": f"ftp://ci:{SECRET}@${{EMULATOR}}"}}, {"EMULATOR": "x"}
+    )
+    assert problem.path == "aws.endpoint_url" and SECRET not in str(problem)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://user:secret@host/", "https://<redacted>@host/"),
+        ("https://TOKEN@host", "https://<redacted>@host"),
+        ("https://user:p@ss/w@rd@host:1/x", "https://<redacted>@host:1/x"),
+        ("https://host/x?token=abc", "https://host/x?<redacted>"),
+        ("http://localhost:4566", "http://localhost:4566"),
+        ("sqlite:////srv/a@b/reporter.db", "sqlite:////srv/a@b/reporter.db"),
+        ("not a url", "not a url"),
+    ],
+)
+def test_mask_url_credentials_replaces_the_whole_user_info(url: str, shown: str) -> None:
+    assert mask_url_credentials(url) == shown
+
+
+def test_mask_url_credentials_can_keep_references_as_written() -> None:
+    def keep(url: str) -> str:
+        return mask_url_credentials(url, keep_references=True)
+
+    assert (
+        keep("postgresql://app:${DB_PASSWORD}@db/x")
+        == "postgresql://<redacted>:${DB_PASSWORD}@db/x"
+    )
+    assert keep("postgresql://${DB_USER}:${DB_PW}@db/x") == "postgresql://${DB_USER}:${DB_PW}@db/x"
+    assert keep("https://x:lit${PW}@h") == "https://<redacted>@h"
+    assert keep("https://${TOKEN}@h") == "https://${TOKEN}@h"
+
+
+def test_every_url_setting_is_redacted() -> None:
+    # A URL-valued setting added without the marker would be printed and digested as written.
+    marked = {".".join(map(str, loc)) for loc, kind in _MARKED if kind is _Shown.URL}
+    urls = {doc.path for doc in describe_fields() if doc.path.rsplit(".", 1)[-1].endswith("url")}
+    assert urls and urls <= marked
+
+
+def test_config_digest_does_not_depend_on_url_passwords_or_password_hashes() -> None:
+    # The manifest records config_digest(settings); were a password hashed into it, anyone with
+    # the manifest and the rest of the config could test guesses against it offline.
+    def digest(password: str, hashed: str, host: str = "emulator") -> str:
+        data = {
+            "aws": {"endpoint_url": f"https://ci:{password}@{host}:4566"},
+            "evidence": {"web": {"users": {"auditor": hashed}}},
+        }
+        return config_digest(load_data(data, {}))
+
+    first = digest("hunter2", web_hash())
+    assert digest("correct-horse", web_hash("another password")) == first
+    assert digest("hunter2", web_hash(), host="elsewhere") != first
+
+
+def test_a_password_hash_costing_more_than_64_mib_per_check_is_a_config_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from reporter.cli import main
+
+    costly = forged_hash(2**20, 8)  # 1 GiB per login check
+    problem = only_problem({"evidence": {"web": {"users": {"auditor": costly}}}})
+    assert problem.path == "evidence.web.users.auditor"
+    assert problem.value == "'scrypt$1048576$8$1$<redacted>'"  # the cost, not the hash
+    assert "1 GiB" in problem.message and "64 MiB" in problem.message
+    assert "hash-password" in problem.hint
+    config = write(tmp_path, f"evidence:\n  web:\n    users:\n      auditor: '{costly}'\n")
+    assert main(["validate-config", "-c", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "evidence.web.users.auditor" in err and costly.split("$")[4] not in err
+
+
+def test_password_hash_cost_is_bounded_by_memory() -> None:
+    from reporter.web.passwords import (
+        DEFAULT_N,
+        DEFAULT_R,
+        MAX_MEMORY,
+        HashError,
+        hash_password,
+        is_password_hash,
+    )
+
+    assert 128 * DEFAULT_N * DEFAULT_R <= MAX_MEMORY == 64 * 2**20
+    assert is_password_hash(forged_hash(2**16, 8))  # exactly 64 MiB
+    assert is_password_hash(forged_hash(2**14, 32))
+    for n, r, p in ((2**17, 8, 1), (2**16, 16, 1), (2**20, 8, 1), (2**15, 8, 17), (2**15, 64, 1)):
+        assert not is_password_hash(forged_hash(n, r, p)), (n, r, p)
+    with pytest.raises(HashError, match="64 MiB"):
+        hash_password(WEB_PASSWORD, n=2**20)  # refused before any memory is taken
+
+
+def test_a_password_written_where_a_hash_belongs_is_not_echoed() -> None:
+    problem = only_problem({"evidence": {"web": {"users": {"auditor": WEB_PASSWORD}}}})
+    assert problem.value == f"'{REDACTED}'" and WEB_PASSWORD not in str(problem)
 
 
 # --- owners: the ladder and its maps (issue 4) ---------------------------------------------------

@@ -8,11 +8,13 @@ import hashlib
 import io
 import json
 import shutil
+import socket
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 from starlette.testclient import TestClient
 
@@ -153,6 +155,11 @@ def test_a_trusted_proxy_header_counts_only_from_the_proxy(store_root: Path) -> 
     assert via_proxy.get("/").status_code == 401  # the proxy sent no user
     direct = TestClient(app, client=("192.0.2.1", 40000))
     assert direct.get("/", headers={"X-Forwarded-User": "erin"}).status_code == 401
+    # On a dual-stack socket an IPv4 proxy's address arrives as ::ffff:10.0.0.7.
+    mapped = TestClient(app, client=("::ffff:10.0.0.7", 40000))
+    assert mapped.get("/", headers={"X-Forwarded-User": "erin"}).status_code == 200
+    outside = TestClient(app, client=("::ffff:10.0.1.7", 40000))
+    assert outside.get("/", headers={"X-Forwarded-User": "erin"}).status_code == 401
 
 
 # --- what an auditor sees -----------------------------------------------------------------------
@@ -351,3 +358,172 @@ def test_serve_starts_the_page_only_when_enabled_and_never_closed(store_root: Pa
             assert "incomplete" in response.read().decode()
     finally:
         server.stop()
+
+
+# --- the running server: who the peer is, and malformed credentials (issue 17) -----------------
+
+FORGED = {
+    "X-Forwarded-For": "10.0.0.5",
+    "Forwarded": "for=10.0.0.5;proto=https",
+    "X-Real-IP": "10.0.0.5",
+}
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Iterator[Any]:
+    """Start the real server (uvicorn on 127.0.0.1, any free port) for the given settings."""
+    servers: list[Any] = []
+
+    def start(settings: Settings, store: Any = None) -> Any:
+        servers.append(serve_in_thread(make_app(settings, store), "127.0.0.1", 0))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def raw_get(server: Any, *header_lines: bytes) -> tuple[int, dict[str, str], bytes]:
+    """GET / over a plain socket, header lines sent byte for byte (clients refuse some)."""
+    request = b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+    request += b"".join(line + b"\r\n" for line in header_lines) + b"\r\n"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
+        conn.sendall(request)
+        received = b""
+        while chunk := conn.recv(65536):
+            received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+    return int(status_line.split()[1]), headers, body
+
+
+def assert_secured(headers: Any) -> None:
+    for name, value in SECURITY_HEADERS.items():
+        assert headers[name] == value, name
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [{name: value} for name, value in FORGED.items()]
+    + [FORGED, {"X-Forwarded-For": "10.0.0.5, 10.0.0.5", "X-Forwarded-Host": "proxy"}],
+    ids=["x-forwarded-for", "forwarded", "x-real-ip", "all", "x-forwarded-for-chain"],
+)
+def test_forwarding_headers_never_make_a_client_the_trusted_proxy(
+    live: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forged: dict[str, str]
+) -> None:
+    # uvicorn's own default would trust X-Forwarded-For from 127.0.0.1; the variable widens
+    # that to everyone, and still nothing may change.
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", "*")
+    server = live(
+        settings_for(
+            tmp_path, users={}, trusted_header="X-Forwarded-User", trusted_proxies=["10.0.0.5"]
+        )
+    )
+    response = httpx2.get(server.url + "/", headers={**forged, "X-Forwarded-User": "mallory"})
+    assert response.status_code == 401 and "mallory" not in response.text
+    assert_secured(response.headers)
+
+
+def test_the_proxy_is_the_socket_peer_whatever_the_request_says(
+    live: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", "*")
+    server = live(
+        settings_for(
+            tmp_path, users={}, trusted_header="X-Forwarded-User", trusted_proxies=["127.0.0.1"]
+        )
+    )
+    # A proxy on this host that passes its client's address along is still the proxy.
+    client = {"X-Forwarded-For": "203.0.113.9", "Forwarded": "for=203.0.113.9", "X-Real-IP": "::1"}
+    response = httpx2.get(server.url + "/", headers={**client, "X-Forwarded-User": "erin"})
+    assert response.status_code == 200 and "signed in as erin" in response.text
+    assert httpx2.get(server.url + "/", headers=client).status_code == 401
+
+
+def test_serve_starts_the_page_without_uvicorn_proxy_headers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reporter.web.app import start_for_serve
+
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", "*")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = settings_for(
+        tmp_path,
+        enabled=True,
+        port=port,
+        trusted_header="X-Forwarded-User",
+        trusted_proxies=["10.0.0.5"],
+    )
+    server = start_for_serve(settings)
+    assert server is not None
+    try:
+        forged = {**FORGED, "X-Forwarded-User": "mallory"}
+        assert httpx2.get(server.url + "/", headers=forged).status_code == 401
+        assert httpx2.get(server.url + "/", headers={**forged, **basic()}).status_code == 200
+    finally:
+        server.stop()
+
+
+def _b64(data: bytes) -> bytes:
+    return base64.b64encode(data)
+
+
+MALFORMED_AUTHORIZATION = {
+    "non-ascii": "Basic é".encode(),
+    "latin-1-byte": b"Basic \xe9\xe9\xe9\xe9",
+    "non-ascii-in-base64": b"Basic " + _b64(f"{USER}:{PASSWORD}".encode())[:-4] + b"\xc3\xa9==",
+    "bad-base64": b"Basic !!!",
+    "bad-padding": b"Basic " + _b64(b"auditor:x")[:-1],
+    "no-colon": b"Basic " + _b64(USER.encode()),
+    "no-name": b"Basic " + _b64(f":{PASSWORD}".encode()),
+    "not-utf-8": b"Basic " + _b64(b"auditor:\xff\xfe\xfd"),
+    "empty": b"",
+    "scheme-only": b"Basic",
+    "two-spaces": b"Basic  " + _b64(f"{USER}:{PASSWORD}".encode()),
+    "space-inside": b"Basic " + _b64(f"{USER}:{PASSWORD}".encode()).replace(b"Y", b"Y ", 1),
+    "other-scheme": b"Bearer " + _b64(f"{USER}:{PASSWORD}".encode()),
+    "overlong": b"Basic " + _b64(f"{USER}:{PASSWORD}".encode() + b"x" * 6000),
+    "control-bytes": b"Basic \x01\x02",
+}
+
+
+@pytest.mark.parametrize(
+    "value", MALFORMED_AUTHORIZATION.values(), ids=MALFORMED_AUTHORIZATION.keys()
+)
+def test_every_malformed_credential_is_a_401_with_the_security_headers(
+    live: Any, tmp_path: Path, value: bytes
+) -> None:
+    server = live(settings_for(tmp_path))
+    status, headers, _ = raw_get(server, b"Authorization: " + value)
+    assert status == 401
+    assert headers["www-authenticate"].startswith("Basic realm=")
+    assert_secured(headers)
+    good = b"Authorization: Basic " + _b64(f"{USER}:{PASSWORD}".encode())
+    assert raw_get(server, good)[0] == 200  # the same server, still answering
+
+
+def test_a_500_from_the_sign_in_check_carries_the_security_headers(
+    live: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: Any) -> str:
+        raise RuntimeError("the sign-in check broke")
+
+    monkeypatch.setattr("reporter.web.auth.Access.user", broken)
+    server = live(settings_for(tmp_path))
+    status, headers, body = raw_get(server, b"Authorization: Basic eA==")
+    assert status == 500 and b"broke" not in body
+    assert_secured(headers)
+
+
+def test_a_500_from_a_page_carries_the_security_headers(live: Any, tmp_path: Path) -> None:
+    class BrokenStore(LocalStore):
+        def runs(self) -> Any:
+            raise RuntimeError("the store broke")
+
+    server = live(settings_for(tmp_path), BrokenStore(tmp_path))
+    response = httpx2.get(server.url + "/", headers=basic())
+    assert response.status_code == 500 and "broke" not in response.text
+    assert_secured(response.headers)

@@ -83,18 +83,28 @@ class Guard:
             await self.app(scope, receive, send)
             return
 
+        started = False
+
         async def send_secured(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 headers = MutableHeaders(scope=message)
                 for name, value in SECURITY_HEADERS.items():
                     headers[name] = value
             await send(message)
 
-        refusal = await self._refusal(scope)
-        if refusal is not None:
-            await refusal(scope, receive, send_secured)
-            return
-        await self.app(scope, receive, send_secured)
+        try:
+            refusal = await self._refusal(scope)
+            await (refusal or self.app)(scope, receive, send_secured)
+        except Exception:
+            # Starlette's error middleware answers a route's exception inside this one; this
+            # answers the rest (the sign-in check included), so no 500 goes out without the
+            # headers. Re-raised so that uvicorn logs it.
+            if not started:
+                error = PlainTextResponse("Internal server error.\n", status_code=500)
+                await error(scope, receive, send_secured)
+            raise
 
     async def _refusal(self, scope: Scope) -> Response | None:
         if not self.access.configured:
@@ -287,8 +297,19 @@ class WebServer:
 
 
 def _config(app: ASGIApp, host: str, port: int) -> uvicorn.Config:
+    # proxy_headers=False: uvicorn would otherwise replace the client address with the one in
+    # X-Forwarded-For whenever the peer is in forwarded_allow_ips (127.0.0.1 by default, or
+    # $FORWARDED_ALLOW_IPS), so anyone on this host could name a trusted proxy and sign in
+    # through trusted_header, and a real proxy on this host would be taken for its client.
+    # The page trusts the socket's peer address and nothing a request says about itself.
     return uvicorn.Config(
-        app, host=host, port=port, log_level="warning", access_log=False, lifespan="off"
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        proxy_headers=False,
     )
 
 

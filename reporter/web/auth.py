@@ -8,7 +8,6 @@ itself by sending the header directly.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import ipaddress
@@ -21,6 +20,8 @@ from reporter.config import EvidenceWebSettings
 from .passwords import check_password
 
 _CACHE_LIMIT = 256
+# Far above any real name:password pair; a longer header is refused before it is decoded.
+_MAX_AUTHORIZATION = 1024
 
 
 class Access:
@@ -57,18 +58,15 @@ class Access:
             address = ipaddress.ip_address(host)
         except ValueError:
             return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+            address = address.ipv4_mapped  # an IPv4 peer of a dual-stack socket
         return any(address in network for network in self.proxies)
 
     def _basic(self, header: str) -> str | None:
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "basic" or not token:
+        credentials = _credentials(header)
+        if credentials is None:
             return None
-        try:
-            name, sep, password = base64.b64decode(token, validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            return None
-        if not sep:
-            return None
+        name, password = credentials
         stored = self.users.get(name)
         token_key = hmac.new(
             self._key, f"{name}\0{password}\0{stored}".encode(), hashlib.sha256
@@ -83,3 +81,24 @@ class Access:
                 self._verified.clear()
             self._verified.add(token_key)
         return name
+
+
+def _credentials(header: str) -> tuple[str, str] | None:
+    """(name, password) from `Basic TOKEN`, or None for anything malformed.
+
+    `header` is the raw value decoded as Latin-1, so it may hold any byte; exactly one space
+    separates the scheme from the token, as browsers send it.
+    """
+    if len(header) > _MAX_AUTHORIZATION:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "basic" or not token.isascii():
+        return None
+    try:
+        decoded = base64.b64decode(token, validate=True).decode("utf-8")
+    except ValueError:  # binascii.Error and UnicodeDecodeError are both ValueErrors
+        return None
+    name, sep, password = decoded.partition(":")
+    if not sep or not name:
+        return None
+    return name, password
