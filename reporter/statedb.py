@@ -20,7 +20,7 @@ from .errors import ConfigError, ConfigProblem, StateError
 
 KEY = "state.database_url"
 POSTGRESQL = "postgresql+psycopg"
-_EXAMPLES = "`sqlite:///state/reporter.db` or `postgresql://USER:${DB_PASSWORD}@HOST:5432/DBNAME`"
+EXAMPLES = "`sqlite:///state/reporter.db` or `postgresql://USER:${DB_PASSWORD}@HOST:5432/DBNAME`"
 # Drivers as SQLAlchemy names them (`backend+driver`; no driver is the backend's default).
 _SQLITE = {"sqlite", "sqlite+pysqlite"}
 _POSTGRESQL = {"postgresql", "postgres", "postgresql+psycopg", "postgres+psycopg"}
@@ -35,7 +35,7 @@ def url_problem(url: str) -> tuple[str, str] | None:
     scheme, sep, _rest = url.partition("://")
     drivername = scheme.lower()
     if not sep or not drivername:
-        return "not a supported database URL", _EXAMPLES
+        return "not a supported database URL", EXAMPLES
     if drivername in _SQLITE or drivername in _POSTGRESQL:
         return None
     backend = drivername.partition("+")[0]
@@ -47,7 +47,7 @@ def url_problem(url: str) -> tuple[str, str] | None:
         )
     if backend == "sqlite":
         return f"unsupported SQLite driver `{drivername}`", "write `sqlite:///PATH`"
-    return "not a supported database URL", _EXAMPLES
+    return "not a supported database URL", EXAMPLES
 
 
 def _config_error(url: str, message: str, hint: str) -> ConfigError:
@@ -65,10 +65,9 @@ def engine_url(url: str) -> URL:
         parsed = make_url(url)
     except (ArgumentError, ValueError):
         # SQLAlchemy's message quotes the URL: not passed on.
-        raise _config_error(url, "not a valid database URL", _EXAMPLES) from None
-    if parsed.drivername in _POSTGRESQL:
-        parsed = parsed.set(drivername=POSTGRESQL)
-    return parsed
+        raise _config_error(url, "not a valid database URL", EXAMPLES) from None
+    drivername = parsed.drivername.lower()
+    return parsed.set(drivername=POSTGRESQL if drivername in _POSTGRESQL else drivername)
 
 
 def where(url: URL) -> str:
