@@ -23,9 +23,11 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 import psycopg
 import pytest
@@ -170,27 +172,27 @@ class PostgresServer:
             self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "stop", "-m", "fast")
 
 
-def _missing(message: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"{message}: CI must run the PostgreSQL tests, never skip them", pytrace=False)
-    pytest.skip(f"{message}; run `make install-dev` to install them")
+class MissingServer(Exception):
+    """No PostgreSQL server binaries, or no user to run them as."""
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    """A PostgreSQL cluster of the session's own, on 127.0.0.1."""
+@contextmanager
+def throwaway_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL cluster of its own on 127.0.0.1, removed when the block ends."""
     bindir = find_bindir()
     if bindir is None:
-        _missing("PostgreSQL server binaries not found (/usr/lib/postgresql/*/bin, pg_config)")
-        raise AssertionError("unreachable")
+        raise MissingServer(
+            "PostgreSQL server binaries not found (/usr/lib/postgresql/*/bin, pg_config)"
+        )
     run_as: list[str] = []
     owner = None
     if os.geteuid() == 0:
         try:
             owner = pwd.getpwnam("postgres")
         except KeyError:
-            _missing("running as root and there is no `postgres` system user to run the server")
-            raise AssertionError("unreachable") from None
+            raise MissingServer(
+                "running as root and there is no `postgres` system user to run the server"
+            ) from None
         run_as = ["runuser", "-u", "postgres", "--"]
     # Not pytest's tmp_path: its parents are private to the user running the tests.
     root = Path(tempfile.mkdtemp(prefix="reporter-pg-"))
@@ -203,6 +205,23 @@ def postgres_server() -> Iterator[PostgresServer]:
     finally:
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """The session's PostgreSQL server (started by the first test that asks)."""
+    try:
+        with throwaway_server() as server:
+            yield server
+    except MissingServer as missing:
+        unavailable(str(missing), os.environ)
+
+
+def unavailable(why: str, environ: Mapping[str, str]) -> NoReturn:
+    """No server for the tests: a failure in CI (never a silent skip there), else a skip."""
+    if environ.get("CI"):
+        pytest.fail(f"{why}: CI must run the PostgreSQL tests, never skip them", pytrace=False)
+    pytest.skip(f"{why}; run `make install-dev` to install them")
 
 
 @pytest.fixture

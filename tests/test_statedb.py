@@ -15,6 +15,7 @@ from reporter.errors import ConfigError, StateError
 from reporter.history import HistoryStore
 from reporter.statedb import engine_url, open_engine
 
+from . import postgres
 from .postgres import LOCKED_PASSWORD, LOCKED_ROLE, PostgresServer
 from .smtp_server import free_port
 
@@ -160,3 +161,15 @@ def test_the_cli_explains_a_database_that_is_down_without_the_password(
     assert code == 1
     assert "cannot open the state database" in err and "hint:" in err
     assert SECRET not in out + err + caplog.text
+
+
+def test_without_server_binaries_ci_fails_and_a_workstation_skips(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(postgres, "find_bindir", lambda: None)
+    with pytest.raises(postgres.MissingServer) as missing, postgres.throwaway_server():
+        pass
+    with pytest.raises(pytest.fail.Exception, match="CI must run the PostgreSQL tests"):
+        postgres.unavailable(str(missing.value), {"CI": "true"})
+    with pytest.raises(pytest.skip.Exception, match="make install-dev"):
+        postgres.unavailable(str(missing.value), {})
