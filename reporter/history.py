@@ -24,8 +24,10 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.sql.dml import Insert
 
 from .errors import StateError
 from .models import FindingType, ResolvedFinding, TrendPoint
@@ -184,6 +186,17 @@ def _utc_or_none(value: datetime | None) -> datetime | None:
     return None if value is None else _utc(value)
 
 
+def _upsert(conn: Connection) -> Insert:
+    """INSERT … ON CONFLICT (key) DO UPDATE: a changed row replaced in place, in one statement
+    per batch (PostgreSQL, and SQLite 3.24 or newer)."""
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    statement = insert(finding_history)
+    return statement.on_conflict_do_update(
+        index_elements=[finding_history.c.key],
+        set_={c.name: statement.excluded[c.name] for c in finding_history.c if c.name != "key"},
+    )
+
+
 class HistoryStore:
     """The finding history in the state database; creates its own schema."""
 
@@ -275,14 +288,9 @@ class HistoryStore:
 
     @staticmethod
     def _save(conn: Connection, run_id: str, started_at: datetime, changes: HistoryDiff) -> None:
-        keys = list(changes.rows)
-        for start in range(0, len(keys), 500):
+        if changes.rows:
             conn.execute(
-                finding_history.delete().where(finding_history.c.key.in_(keys[start : start + 500]))
-            )
-        if keys:
-            conn.execute(
-                finding_history.insert(),
+                _upsert(conn),
                 [
                     {
                         "key": s.key,
