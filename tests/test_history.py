@@ -120,7 +120,7 @@ def test_replicas_opening_a_new_database_together_both_succeed(state_url: str) -
     engine.dispose()
 
 
-def test_a_partial_export_resolves_nothing(tmp_path: Path) -> None:
+def test_a_partial_export_resolves_nothing(tmp_path: Path, state_url: str) -> None:
     """An export may hold only some of an account's findings: what it lacks is not resolved."""
     from reporter.cli import main
 
@@ -132,7 +132,7 @@ def test_a_partial_export_resolves_nothing(tmp_path: Path) -> None:
     doc["findings"] = doc["findings"][:1]  # the role's finding was fixed
     fixed.write_text(json.dumps(doc))
     config = tmp_path / "c.yaml"
-    config.write_text(f"state:\n  database_url: sqlite:///{tmp_path}/s.db\n")
+    config.write_text(f"state:\n  database_url: {state_url}\n")
     out = tmp_path / "out"
     base = ["run", "-c", str(config), "--no-send", "--out", str(out)]
     assert main([*base, "--from-file", str(listed)]) == 0
