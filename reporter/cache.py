@@ -13,17 +13,17 @@ run stopped polling is asked for again next time.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Column, DateTime, MetaData, String, Table, Text, and_, create_engine, select
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy import Column, Connection, DateTime, MetaData, String, Table, Text, and_, select
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from .errors import StateError
+from .statedb import open_engine, schema_change, state_error
 
 metadata = MetaData()
 
@@ -76,34 +76,34 @@ class DetailsCache:
     """The cache table in the state database; creates its own schema."""
 
     def __init__(self, url: str) -> None:
+        self._engine: Engine = open_engine(url)
         try:
-            parsed = make_url(url)
-            if parsed.get_backend_name() == "sqlite" and parsed.database not in (
-                None,
-                "",
-                ":memory:",
-            ):
-                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            self._engine: Engine = create_engine(url)
-            metadata.create_all(self._engine)
-        except (SQLAlchemyError, OSError) as exc:
-            # The URL may hold a password: name the error, never the URL.
-            raise StateError(
-                f"cannot open the state database for the details cache ({type(exc).__name__})\n"
-                "    hint: check state.database_url and that its folder is writable"
-            ) from exc
+            with schema_change(self._engine) as conn:
+                metadata.create_all(conn)
+        except SQLAlchemyError as exc:
+            self._engine.dispose()
+            raise state_error(self._engine, "open the details cache", exc) from exc
+
+    @contextmanager
+    def _using(self, doing: str, *, write: bool = False) -> Iterator[Connection]:
+        """A connection (a transaction when writing); driver errors become a StateError."""
+        try:
+            with self._engine.begin() if write else self._engine.connect() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise state_error(self._engine, f"{doing} the details cache", exc) from exc
 
     def index(self, analyzer_arn: str) -> dict[str, str]:
         """finding id → the `updatedAt` stored for it (small: no payloads)."""
         query = select(finding_cache.c.finding_id, finding_cache.c.updated_at).where(
             finding_cache.c.analyzer_arn == analyzer_arn
         )
-        with self._engine.connect() as conn:
+        with self._using("read") as conn:
             return {row.finding_id: row.updated_at for row in conn.execute(query)}
 
     def load(self, analyzer_arn: str, ids: Sequence[str]) -> dict[str, Cached]:
         found: dict[str, Cached] = {}
-        with self._engine.connect() as conn:
+        with self._using("read") as conn:
             for start in range(0, len(ids), _CHUNK):
                 query = select(finding_cache).where(
                     and_(
@@ -121,6 +121,7 @@ class DetailsCache:
         return found
 
     def store(self, analyzer_arn: str, entries: Iterable[Cached], now: datetime) -> int:
+        stored_at = now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
         rows: list[dict[str, Any]] = [
             {
                 "analyzer_arn": analyzer_arn,
@@ -128,13 +129,13 @@ class DetailsCache:
                 "updated_at": e.updated_at,
                 "details": to_json(e.details),
                 "recommendation": to_json(e.recommendation) if e.recommendation else None,
-                "stored_at": now,
+                "stored_at": stored_at,
             }
             for e in entries
         ]
         if not rows:
             return 0
-        with self._engine.begin() as conn:
+        with self._using("write", write=True) as conn:
             self._delete(conn, analyzer_arn, [r["finding_id"] for r in rows])
             conn.execute(finding_cache.insert(), rows)
         return len(rows)
@@ -142,11 +143,11 @@ class DetailsCache:
     def forget(self, analyzer_arn: str, ids: Sequence[str]) -> None:
         """Drop entries of findings the analyzer no longer lists."""
         if ids:
-            with self._engine.begin() as conn:
+            with self._using("write", write=True) as conn:
                 self._delete(conn, analyzer_arn, ids)
 
     @staticmethod
-    def _delete(conn: Any, analyzer_arn: str, ids: Sequence[str]) -> None:
+    def _delete(conn: Connection, analyzer_arn: str, ids: Sequence[str]) -> None:
         for start in range(0, len(ids), _CHUNK):
             conn.execute(
                 finding_cache.delete().where(

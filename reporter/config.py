@@ -47,6 +47,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
+from reporter import statedb
 from reporter.errors import ConfigError, ConfigProblem
 from reporter.models import FindingType
 from reporter.owners import DEFAULT_LADDER, Step, is_allowed
@@ -263,13 +264,12 @@ ExternalId = Annotated[SecretStr, AfterValidator(_external_id)]
 
 
 def _database_url(value: str) -> str:
-    if re.match(r"postgres(\+\w+)?://", value):
-        raise _invalid("unsupported URL scheme", "SQLAlchemy spells it `postgresql://`")
-    if not re.fullmatch(r"sqlite(\+\w+)?:///.+|postgresql(\+\w+)?://[^/\s]+/?\S*", value):
-        raise _invalid(
-            "not a supported database URL",
-            "`sqlite:///state/reporter.db` or `postgresql://USER:${DB_PASSWORD}@HOST:5432/DBNAME`",
-        )
+    # The same rule the state database opens by (reporter.statedb.engine_url).
+    problem = statedb.url_problem(value)
+    if problem is not None:
+        raise _invalid(*problem)
+    if not re.fullmatch(r"sqlite[+\w]*:///.+|postgres(ql)?[+\w]*://[^/\s]+/?\S*", value):
+        raise _invalid("not a supported database URL", statedb.EXAMPLES)
     return value
 
 

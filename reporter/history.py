@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from pathlib import Path
 
 from sqlalchemy import (
     Column,
@@ -21,16 +20,18 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
-    create_engine,
     inspect,
     select,
     text,
 )
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.sql.dml import Insert
 
 from .errors import StateError
 from .models import FindingType, ResolvedFinding, TrendPoint
+from .statedb import open_engine, schema_change, state_error
 
 metadata = MetaData()
 
@@ -174,37 +175,45 @@ def age(
     return Age(days, sla, days is not None and sla is not None and days > sla)
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    # SQLite hands timezone-aware columns back naive; they were stored as UTC.
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
+def _utc(value: datetime) -> datetime:
+    """An instant in UTC, as the history stores and returns it. SQLite keeps a datetime's wall
+    clock and drops its offset (and hands it back naive), PostgreSQL hands it back in the
+    session's time zone: UTC on the way in and out makes both backends agree."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _utc_or_none(value: datetime | None) -> datetime | None:
+    return None if value is None else _utc(value)
+
+
+def _upsert(conn: Connection) -> Insert:
+    """INSERT … ON CONFLICT (key) DO UPDATE: a changed row replaced in place, in one statement
+    per batch (PostgreSQL, and SQLite 3.24 or newer)."""
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    statement = insert(finding_history)
+    return statement.on_conflict_do_update(
+        index_elements=[finding_history.c.key],
+        set_={c.name: statement.excluded[c.name] for c in finding_history.c if c.name != "key"},
+    )
 
 
 class HistoryStore:
     """The finding history in the state database; creates its own schema."""
 
     def __init__(self, url: str) -> None:
+        self._engine: Engine = open_engine(url)
         try:
-            parsed = make_url(url)
-            if parsed.get_backend_name() == "sqlite" and parsed.database not in (
-                None,
-                "",
-                ":memory:",
-            ):
-                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            self._engine: Engine = create_engine(url)
             self._migrate()
-        except (SQLAlchemyError, OSError) as exc:
-            # The URL may hold a password: name the backend, never the URL.
-            raise StateError(
-                f"cannot open the state database ({type(exc).__name__})\n"
-                "    hint: check state.database_url and that its folder is writable"
-            ) from exc
+        except SQLAlchemyError as exc:
+            self._engine.dispose()
+            raise state_error(self._engine, "open the state database", exc) from exc
+        except StateError:
+            self._engine.dispose()
+            raise
 
     def _migrate(self) -> None:
         """Create the tables, then bring an older database up to SCHEMA_VERSION in place."""
-        with self._engine.begin() as conn:
+        with schema_change(self._engine) as conn:
             existed = inspect(conn).has_table("runs")
             metadata.create_all(conn)
             row = conn.execute(select(schema_info.c.version)).first()
@@ -225,12 +234,14 @@ class HistoryStore:
 
     @contextmanager
     def _reading(self, what: str) -> Iterator[Connection]:
-        """A connection for a read; a database that is locked or damaged becomes a StateError
-        with a hint instead of a driver traceback (the URL may hold a password: never shown)."""
+        """A connection for a read; a database that is locked, damaged or unreachable becomes a
+        StateError with a hint instead of a driver traceback (the URL's password never shows)."""
         try:
             with self._engine.connect() as conn:
                 yield conn
         except SQLAlchemyError as exc:
+            if self._engine.dialect.name != "sqlite":
+                raise state_error(self._engine, f"read {what}", exc) from exc
             raise StateError(
                 f"cannot read {what} from the state database ({type(exc).__name__})\n"
                 "    hint: another run may be writing it (try again when it ends), or the "
@@ -245,7 +256,7 @@ class HistoryStore:
         return tuple(
             TrendPoint(
                 run_id=r.run_id,
-                started_at=_aware(r.started_at) or datetime.min.replace(tzinfo=UTC),
+                started_at=_utc(r.started_at),
                 findings=r.findings,
                 new=r.new,
                 resolved=r.resolved,
@@ -260,48 +271,48 @@ class HistoryStore:
                 row.key: Seen(
                     row.key,
                     row.account_id,
-                    _aware(row.first_seen) or datetime.min.replace(tzinfo=UTC),
-                    _aware(row.last_seen) or datetime.min.replace(tzinfo=UTC),
-                    _aware(row.resolved_at),
+                    _utc(row.first_seen),
+                    _utc(row.last_seen),
+                    _utc_or_none(row.resolved_at),
                 )
                 for row in result
             }
 
     def save(self, run_id: str, started_at: datetime, changes: HistoryDiff) -> None:
         """Record the run and every changed row in one transaction."""
-        with self._engine.begin() as conn:
-            keys = list(changes.rows)
-            for start in range(0, len(keys), 500):
-                conn.execute(
-                    finding_history.delete().where(
-                        finding_history.c.key.in_(keys[start : start + 500])
-                    )
-                )
-            if keys:
-                conn.execute(
-                    finding_history.insert(),
-                    [
-                        {
-                            "key": s.key,
-                            "account_id": s.account_id,
-                            "first_seen": s.first_seen,
-                            "last_seen": s.last_seen,
-                            "resolved_at": s.resolved_at,
-                            "last_run_id": run_id,
-                        }
-                        for s in changes.rows.values()
-                    ],
-                )
+        try:
+            with self._engine.begin() as conn:
+                self._save(conn, run_id, started_at, changes)
+        except SQLAlchemyError as exc:
+            raise state_error(self._engine, "save the finding history", exc) from exc
+
+    @staticmethod
+    def _save(conn: Connection, run_id: str, started_at: datetime, changes: HistoryDiff) -> None:
+        if changes.rows:
             conn.execute(
-                runs.insert().values(
-                    run_id=run_id,
-                    started_at=started_at,
-                    findings=len(changes.new) + len(changes.still_open),
-                    new=len(changes.new),
-                    resolved=len(changes.resolved),
-                    still_open=len(changes.still_open),
-                )
+                _upsert(conn),
+                [
+                    {
+                        "key": s.key,
+                        "account_id": s.account_id,
+                        "first_seen": _utc(s.first_seen),
+                        "last_seen": _utc(s.last_seen),
+                        "resolved_at": _utc_or_none(s.resolved_at),
+                        "last_run_id": run_id,
+                    }
+                    for s in changes.rows.values()
+                ],
             )
+        conn.execute(
+            runs.insert().values(
+                run_id=run_id,
+                started_at=_utc(started_at),
+                findings=len(changes.new) + len(changes.still_open),
+                new=len(changes.new),
+                resolved=len(changes.resolved),
+                still_open=len(changes.still_open),
+            )
+        )
 
     def dispose(self) -> None:
         self._engine.dispose()

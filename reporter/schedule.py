@@ -37,8 +37,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from .deliver.driver import DeliveryCancelled
-from .deliver.ledger import Ledger, default_holder, open_engine
-from .errors import ReporterError, StateError
+from .deliver.ledger import Ledger, default_holder
+from .errors import ReporterError
+from .statedb import open_engine, schema_change, state_error
 
 log = logging.getLogger(__name__)
 JOB_ID = "unused-access-report"
@@ -137,15 +138,20 @@ class RunLock:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         try:
-            lock_metadata.create_all(engine)
-            columns = {c["name"] for c in inspect(engine).get_columns("run_locks")}
-            if "reason" not in columns:
-                with engine.begin() as conn:
+            with schema_change(engine) as conn:
+                lock_metadata.create_all(conn)
+                # APScheduler's job store creates its table when the scheduler starts, outside
+                # any lock: replicas starting together on a new database raced to create it.
+                SQLAlchemyJobStore(engine=engine, tablename=JOBS_TABLE).jobs_t.create(
+                    conn, checkfirst=True
+                )
+                columns = {c["name"] for c in inspect(conn).get_columns("run_locks")}
+                if "reason" not in columns:
                     conn.execute(
                         text("ALTER TABLE run_locks ADD COLUMN reason TEXT NOT NULL DEFAULT ''")
                     )
         except SQLAlchemyError as exc:
-            raise StateError(f"cannot create the run lock table ({type(exc).__name__})") from exc
+            raise state_error(engine, "create the run lock table", exc) from exc
 
     def get(self, name: str) -> LockState | None:
         with self._engine.connect() as conn:
@@ -431,7 +437,10 @@ class Service:
         self.scheduler = scheduler
         stored = scheduler.get_job(self.name, jobstore="default")
         if stored is None:
-            scheduler.add_job(_fire, self.when, args=[self.name], id=self.name)
+            # Another replica starting at the same moment may add it too: the same job either way.
+            scheduler.add_job(
+                _fire, self.when, args=[self.name], id=self.name, replace_existing=True
+            )
         else:
             scheduler.modify_job(
                 self.name,

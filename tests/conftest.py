@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from .postgres import postgres_server, postgres_url  # noqa: F401 (fixtures)
+
 # Copied verbatim from shared/reference/samples (provenance in SOURCES.md there and here).
 SAMPLES = Path(__file__).resolve().parent / "samples"
 
@@ -47,3 +49,13 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     assert code in (0, 1)
     (run_dir,) = [p for p in out.iterdir() if (p / "manifest.json").is_file()]
     yield run_dir
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])
+def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty state database, once per backend: a SQLite file, then a fresh
+    database on the session's throwaway PostgreSQL server (tests/postgres.py)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/state/reporter.db"
+    url: str = request.getfixturevalue("postgres_url")
+    return url

@@ -57,7 +57,8 @@ def sandbox() -> Iterator[Sandbox]:
         yield opened
 
 
-def _settings(sandbox: Sandbox, db: Path, **sources: Any) -> Settings:
+def _settings(sandbox: Sandbox, db: Path | str, **sources: Any) -> Settings:
+    """`db`: a SQLite file, or a state database URL."""
     wanted = {
         "security_hub": {"enabled": True},
         "access_analyzer": {"enabled": True},
@@ -73,7 +74,7 @@ def _settings(sandbox: Sandbox, db: Path, **sources: Any) -> Settings:
             },
             "sources": wanted,
             "collection": {"recommendation_poll_seconds": 0.01},
-            "state": {"database_url": f"sqlite:///{db}"},
+            "state": {"database_url": db if isinstance(db, str) else f"sqlite:///{db}"},
         },
         environ={},
         source="test",
@@ -223,9 +224,9 @@ def test_throttling_bursts_are_retried_and_counted(sandbox: Sandbox, tmp_path: P
 
 
 def test_recommendations_are_fetched_once_and_cached_with_the_details(
-    sandbox: Sandbox, tmp_path: Path
+    sandbox: Sandbox, state_url: str
 ) -> None:
-    settings = _settings(sandbox, tmp_path / "state.db", security_hub={"enabled": False})
+    settings = _settings(sandbox, state_url, security_hub={"enabled": False})
     first = _collect(sandbox, settings)
     assert first.telemetry is not None
     calls = first.telemetry.calls
@@ -258,8 +259,8 @@ def test_recommendations_are_fetched_once_and_cached_with_the_details(
     )
 
 
-def test_a_changed_finding_is_fetched_again(tmp_path: Path) -> None:
-    cache = DetailsCache(f"sqlite:///{tmp_path / 'state.db'}")
+def test_a_changed_finding_is_fetched_again(state_url: str) -> None:
+    cache = DetailsCache(state_url)
     try:
         from reporter.cache import Cached, stamp
 

@@ -103,8 +103,8 @@ def server() -> Iterator[tuple[Recorder, int]]:
 
 
 @pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    store = Ledger.open(f"sqlite:///{tmp_path}/state.db")
+def ledger(state_url: str) -> Iterator[Ledger]:
+    store = Ledger.open(state_url)
     yield store
     store.dispose()
 
@@ -398,7 +398,7 @@ def test_a_crash_between_send_and_record_resends_with_the_same_message_id(
                 raise SystemExit("killed before the ledger commit")
             return super().finish(key, status, now, **kw)
 
-    engine = create_engine(f"sqlite:///{ledger._engine.url.database}")
+    engine = create_engine(ledger._engine.url)
     with pytest.raises(SystemExit):
         deliverer(port, DiesAfterSending(engine)).owner(report_for(ALICE), files(ALICE))
     pending = ledger.get(LedgerKey(ROUND, "owner", ALICE))
@@ -474,6 +474,13 @@ def test_ledger_refuses_to_attempt_a_sent_message(ledger: Ledger) -> None:
     assert entry is not None and entry.sent_at == now and entry.provider_id == "Q1"
     with pytest.raises(StateError):
         ledger.begin_attempt(key, now=now, **args)  # type: ignore[arg-type]
+
+
+@pytest.mark.postgresql
+def test_the_ledger_opens_postgresql_by_the_url_users_write(postgres_url: str) -> None:
+    ledger = Ledger.open(postgres_url.replace("postgresql+psycopg://", "postgres://"))
+    assert ledger.get(LedgerKey("r", "owner", ALICE)) is None
+    ledger.dispose()
 
 
 def test_outbox_keeps_its_file_names_and_writes_no_ledger(tmp_path: Path) -> None:

@@ -1,10 +1,25 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+import threading
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    text,
+)
+
+from reporter.errors import StateError
 from reporter.history import HistoryStore, Seen, diff
+from reporter.statedb import engine_url, open_engine
 
 T0 = datetime(2026, 11, 2, 7, 0, tzinfo=UTC)
 T1 = T0 + timedelta(days=7)
@@ -34,16 +49,78 @@ def test_a_finding_that_comes_back_is_new_again() -> None:
     assert result.new == {"a"} and result.rows["a"].first_seen == T1
 
 
-def test_store_round_trips_through_a_real_sqlite_file(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/deep/state.db"
-    store = HistoryStore(url)
+def test_store_round_trips(state_url: str) -> None:
+    store = HistoryStore(state_url)
     store.save("run-1", T0, diff({}, [("a", "111111111111", None)], frozenset(), T0))
     store.dispose()
-    loaded = HistoryStore(url).load()
+    reopened = HistoryStore(state_url)
+    loaded = reopened.load()
+    reopened.dispose()
     assert loaded["a"].first_seen == T0 and loaded["a"].open
+    assert loaded["a"].first_seen.tzinfo is UTC
 
 
-def test_a_partial_export_resolves_nothing(tmp_path: Path) -> None:
+def test_times_come_back_in_utc_whatever_zone_they_were_written_in(state_url: str) -> None:
+    # SQLite keeps the wall clock and drops the offset; PostgreSQL answers in the session's
+    # zone (the tests' server runs at +05:45). Both must give back the same instants, in UTC.
+    kathmandu = timezone(timedelta(hours=5, minutes=45))
+    local = T0.astimezone(kathmandu)
+    store = HistoryStore(state_url)
+    changes = diff({}, [("a", "111111111111", local - timedelta(days=3))], frozenset(), local)
+    store.save("run-1", local, changes)
+    resolved = diff(changes.rows, [], frozenset({"111111111111"}), local + timedelta(days=7))
+    store.save("run-2", local + timedelta(days=7), resolved)
+    loaded = store.load()["a"]
+    points = store.trend()
+    store.dispose()
+    assert (loaded.first_seen, loaded.last_seen) == (T0 - timedelta(days=3), T0)
+    assert loaded.resolved_at == T1
+    assert [p.started_at.isoformat() for p in points] == [T0.isoformat(), T1.isoformat()]
+    assert {loaded.first_seen.tzinfo, loaded.last_seen.tzinfo, loaded.resolved_at.tzinfo} == {UTC}
+
+
+def test_a_second_save_replaces_the_rows_it_changed(state_url: str) -> None:
+    store = HistoryStore(state_url)
+    acct = "111111111111"
+    first = diff({}, [("a", acct, None), ("b", acct, None)], frozenset(), T0)
+    store.save("run-1", T0, first)
+    second = diff(store.load(), [("b", acct, None), ("c", acct, None)], frozenset({acct}), T1)
+    store.save("run-2", T1, second)
+    loaded = store.load()
+    store.dispose()
+    assert sorted((k, s.open, s.last_seen) for k, s in loaded.items()) == [
+        ("a", False, T0),
+        ("b", True, T1),
+        ("c", True, T1),
+    ]
+
+
+def test_replicas_opening_a_new_database_together_both_succeed(state_url: str) -> None:
+    """Two replicas of `serve` may start at the same moment on an empty database: the schema is
+    created and migrated once, and neither fails."""
+    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def open_store() -> None:
+        try:
+            barrier.wait(10)
+            HistoryStore(state_url).dispose()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_store) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    engine = create_engine(engine_url(state_url))
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT id, version FROM schema_info")).all() == [(1, 2)]
+    engine.dispose()
+
+
+def test_a_partial_export_resolves_nothing(tmp_path: Path, state_url: str) -> None:
     """An export may hold only some of an account's findings: what it lacks is not resolved."""
     from reporter.cli import main
 
@@ -55,7 +132,7 @@ def test_a_partial_export_resolves_nothing(tmp_path: Path) -> None:
     doc["findings"] = doc["findings"][:1]  # the role's finding was fixed
     fixed.write_text(json.dumps(doc))
     config = tmp_path / "c.yaml"
-    config.write_text(f"state:\n  database_url: sqlite:///{tmp_path}/s.db\n")
+    config.write_text(f"state:\n  database_url: {state_url}\n")
     out = tmp_path / "out"
     base = ["run", "-c", str(config), "--no-send", "--out", str(out)]
     assert main([*base, "--from-file", str(listed)]) == 0
@@ -93,8 +170,8 @@ def test_age_against_sla() -> None:
     assert (unknown.days, unknown.breached) == (None, False)
 
 
-def test_trend_lists_recent_runs_oldest_first(tmp_path: Path) -> None:
-    store = HistoryStore(f"sqlite:///{tmp_path}/s.db")
+def test_trend_lists_recent_runs_oldest_first(state_url: str) -> None:
+    store = HistoryStore(state_url)
     rows: dict[str, Seen] = {}
     for n, keys in enumerate([["a", "b"], ["b", "c", "d"], ["d"]]):
         now = T0 + timedelta(days=7 * n)
@@ -111,48 +188,51 @@ def test_trend_lists_recent_runs_oldest_first(tmp_path: Path) -> None:
     ]
 
 
-def test_a_first_release_database_is_migrated_in_place(tmp_path: Path) -> None:
+def test_a_first_release_database_is_migrated_in_place(state_url: str) -> None:
     """The first release wrote `runs` without `still_open` and no schema version."""
-    import sqlite3
-
-    path = tmp_path / "old.db"
-    with sqlite3.connect(path) as db:
-        db.execute(
-            "CREATE TABLE runs (run_id VARCHAR(64) PRIMARY KEY, started_at DATETIME NOT NULL,"
-            " findings INTEGER NOT NULL, new INTEGER NOT NULL, resolved INTEGER NOT NULL)"
+    old = MetaData()
+    old_runs = Table(
+        "runs",
+        old,
+        Column("run_id", String(64), primary_key=True),
+        Column("started_at", DateTime(timezone=True), nullable=False),
+        Column("findings", Integer, nullable=False),
+        Column("new", Integer, nullable=False),
+        Column("resolved", Integer, nullable=False),
+    )
+    engine = open_engine(state_url)
+    with engine.begin() as conn:
+        old.create_all(conn)
+        conn.execute(
+            old_runs.insert().values(
+                run_id="old-run", started_at=T0 - timedelta(days=30), findings=5, new=5, resolved=0
+            )
         )
-        db.execute("INSERT INTO runs VALUES ('old-run', '2026-10-01 07:00:00', 5, 5, 0)")
-    store = HistoryStore(f"sqlite:///{path}")
+    store = HistoryStore(state_url)
     points = store.trend()
     store.save("run-new", T1, diff({}, [("a", "111111111111", None)], frozenset(), T1))
     store.dispose()
     assert [p.run_id for p in points] == ["old-run"]
-    with sqlite3.connect(path) as db:
-        assert db.execute("SELECT version FROM schema_info").fetchone() == (2,)
-        assert db.execute("SELECT still_open FROM runs ORDER BY run_id").fetchall() == [(0,), (0,)]
+    assert points[0].started_at == T0 - timedelta(days=30)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT version FROM schema_info")).all() == [(2,)]
+        still_open = conn.execute(text("SELECT still_open FROM runs ORDER BY run_id")).all()
+        assert still_open == [(0,), (0,)]
+    engine.dispose()
 
 
-def test_a_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
-    import sqlite3
-
-    import pytest
-
-    from reporter.errors import StateError
-
-    url = f"sqlite:///{tmp_path}/s.db"
-    HistoryStore(url).dispose()
-    with sqlite3.connect(tmp_path / "s.db") as db:
-        db.execute("UPDATE schema_info SET version = 99")
+def test_a_database_from_a_newer_version_is_refused(state_url: str) -> None:
+    HistoryStore(state_url).dispose()
+    engine = open_engine(state_url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE schema_info SET version = 99"))
+    engine.dispose()
     with pytest.raises(StateError, match="schema version 99"):
-        HistoryStore(url)
+        HistoryStore(state_url)
 
 
 def test_a_damaged_or_locked_database_is_a_state_error_with_a_hint(tmp_path: Path) -> None:
     import sqlite3
-
-    import pytest
-
-    from reporter.errors import StateError
 
     path = tmp_path / "s.db"
     # A short lock timeout: SQLite's default would wait five seconds for the lock.

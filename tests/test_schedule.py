@@ -61,8 +61,9 @@ LEASE = timedelta(minutes=15)
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path}/state.db"
+def db(state_url: str) -> str:
+    """The state database, once on SQLite and once on PostgreSQL."""
+    return state_url
 
 
 @pytest.fixture
@@ -329,3 +330,40 @@ def test_a_replica_takes_over_a_slot_another_left_and_the_job_is_no_replicas_own
         b.stop()
         a.dispose()
         b.dispose()
+
+
+# --- PostgreSQL as users write it, and replicas that start together -----------------------------
+
+
+@pytest.mark.postgresql
+def test_the_service_opens_postgresql_by_the_url_users_write(postgres_url: str) -> None:
+    url = postgres_url.replace("postgresql+psycopg://", "postgres://")
+    weekly = CronTrigger.from_crontab("0 7 * * mon", timezone=UTC)
+    assert health(url, weekly, 3600, NOW)["last_run"] is None
+    service(url, lambda request: None, weekly, "replica-a").dispose()
+
+
+def test_replicas_starting_together_on_a_new_database_all_start(db: str) -> None:
+    weekly = CronTrigger.from_crontab("0 7 * * mon", timezone=UTC)
+    barrier = threading.Barrier(8)
+    errors: list[BaseException] = []
+    started: list[Service] = []
+
+    def replica(n: int) -> None:
+        try:
+            barrier.wait(WAIT)
+            s = service(db, lambda request: None, weekly, f"replica-{n}")
+            started.append(s)
+            s.start()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=replica, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(WAIT)
+    for s in started:
+        s.stop()
+        s.dispose()
+    assert errors == []

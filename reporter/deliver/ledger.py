@@ -31,7 +31,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -43,17 +42,17 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    create_engine,
     delete,
     func,
     or_,
     select,
 )
-from sqlalchemy.engine import Engine, Row, make_url
+from sqlalchemy.engine import Engine, Row
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..errors import StateError
+from ..statedb import open_engine, schema_change, state_error
 
 metadata = MetaData()
 
@@ -180,28 +179,14 @@ def _aware(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC)
 
 
-def open_engine(url: str) -> Engine:
-    """An engine on the state database, with its folder created for a SQLite file."""
-    try:
-        parsed = make_url(url)
-        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        return create_engine(url)
-    except (SQLAlchemyError, OSError) as exc:
-        # The URL may hold a password: name the backend, never the URL.
-        raise StateError(
-            f"cannot open the state database ({type(exc).__name__})\n"
-            "    hint: check state.database_url and that its folder is writable"
-        ) from exc
-
-
 class Ledger:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         try:
-            metadata.create_all(engine)
+            with schema_change(engine) as conn:
+                metadata.create_all(conn)
         except SQLAlchemyError as exc:
-            raise StateError(f"cannot create the delivery ledger ({type(exc).__name__})") from exc
+            raise state_error(engine, "create the delivery ledger", exc) from exc
 
     @classmethod
     def open(cls, url: str) -> Ledger:

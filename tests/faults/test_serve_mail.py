@@ -41,6 +41,7 @@ WAIT = 240.0  # seconds; only reached when something is broken
 ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 MSG_ID = re.compile(rf"<{ATOM}(\.{ATOM})*@{ATOM}(\.{ATOM})*>")
 PERMANENT = "bob-manager@example.com"
+OWNER_REFUSED = "security-team@example.com"
 
 
 class HoldingServer(Recorder):
@@ -115,13 +116,14 @@ def settled(state_url: str, round_id: str) -> bool:
 
 
 def misbehave(server: HoldingServer) -> None:
+    """The sandbox's owners are alice, bob and security-team (the fallback, who also gets the
+    summary); every owner has a manager in Cc."""
     server.refuse_next["alice@example.com"] = ["421 4.7.0 Try again later"]
-    server.refuse_next["carol-manager@example.com"] = ["451 4.3.0 Greylisted"]
+    server.refuse_next["alice-manager@example.com"] = ["451 4.3.0 Greylisted"]
     server.refuse[PERMANENT] = "550 5.1.1 No such user"
-    # The owner refused while the manager in Cc is accepted, once.
-    server.refuse_next["dave@example.com"] = ["451 4.2.1 Mailbox busy"]
-    # Longer than the in-run retries (2 attempts): the retry job delivers it.
-    server.refuse_next["erin@example.com"] = ["452 4.2.2 Over quota"] * 3
+    # An owner refused while the manager in Cc is accepted, for longer than the run's retries
+    # (2 attempts): the retry job delivers it.
+    server.refuse_next[OWNER_REFUSED] = ["452 4.2.2 Over quota"] * 3
     server.data_replies.append(DROP)
 
 
@@ -148,11 +150,14 @@ def check_outcome(server: HoldingServer, state_url: str, out: Path, round_id: st
     assert {k[0]: v for k, v in expected.items() if v is not Status.SENT} == {
         PERMANENT: Status.FAILED_PERMANENT
     }
-    addresses = {a for a, _ in accepted}
-    for who in ("alice", "alice-manager", "carol-manager", "dave", "dave-manager", "erin"):
-        assert f"{who}@example.com" in addresses or not any(
-            a.startswith(who.split("-")[0]) for a, _ in expected
-        ), who
+    addresses = Counter(a for a, _ in accepted)
+    assert addresses == {
+        "alice@example.com": 1,
+        "alice-manager@example.com": 1,
+        "bob@example.com": 1,
+        OWNER_REFUSED: 2,  # their own findings' report, and the organization summary
+        "security-team-manager@example.com": 1,
+    }
     # Message-IDs: valid, one per message (an owner's and their manager's copies, sent apart,
     # are the same message), different between messages, and the manifest's.
     mids = {mid for _, mid in accepted}

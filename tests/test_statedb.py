@@ -1,0 +1,175 @@
+"""The state database's URLs and errors: the URL forms users write, drivers the tool lacks, and a
+PostgreSQL server that is down or refuses the password (never echoing the password)."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from pathlib import Path
+
+import pytest
+
+from reporter.cache import DetailsCache
+from reporter.config import load_data
+from reporter.errors import ConfigError, StateError
+from reporter.history import HistoryStore
+from reporter.statedb import engine_url, open_engine
+
+from . import postgres
+from .postgres import LOCKED_PASSWORD, LOCKED_ROLE, PostgresServer
+from .smtp_server import free_port
+
+SECRET = "s3cret"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://reporter@db.internal/reporter",
+        "postgres://reporter@db.internal/reporter",
+        "postgresql+psycopg://reporter@db.internal/reporter",
+        "POSTGRESQL://reporter@db.internal/reporter",
+    ],
+)
+def test_postgresql_urls_without_a_driver_get_psycopg_3(url: str) -> None:
+    target = engine_url(url)
+    assert target.drivername == "postgresql+psycopg"
+    assert (target.username, target.host, target.database) == (
+        "reporter",
+        "db.internal",
+        "reporter",
+    )
+
+
+def test_sqlite_urls_are_left_as_written() -> None:
+    assert engine_url("sqlite:///state/reporter.db").drivername == "sqlite"
+    assert engine_url("sqlite+pysqlite:///s.db").drivername == "sqlite+pysqlite"
+
+
+@pytest.mark.parametrize(
+    ("url", "message", "hint"),
+    [
+        (f"postgresql+psycopg2://u:{SECRET}@h/d", "unsupported PostgreSQL driver", "psycopg 3"),
+        (f"postgresql+asyncpg://u:{SECRET}@h/d", "unsupported PostgreSQL driver", "psycopg 3"),
+        (f"mysql://u:{SECRET}@h/d", "not a supported database URL", "postgresql://"),
+        (f"mysql+pymysql://u:{SECRET}@h/d", "not a supported database URL", "sqlite:///"),
+        ("sqlite+aiosqlite:///s.db", "unsupported SQLite driver", "sqlite:///"),
+        (f"u:{SECRET}@h/d", "not a supported database URL", "sqlite:///"),
+    ],
+)
+def test_other_drivers_are_a_config_error_naming_the_key_not_the_url(
+    url: str, message: str, hint: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        engine_url(url)
+    (problem,) = raised.value.problems
+    assert problem.path == "state.database_url"
+    assert message in problem.message and hint in problem.hint
+    assert SECRET not in str(raised.value)
+    assert "@h/d" not in str(raised.value)  # the backend is named, never the URL
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite:///state/reporter.db",
+        "sqlite+pysqlite:////var/lib/reporter/state.db",
+        "postgresql://reporter:${DB_PASSWORD}@db.internal:5432/reporter",
+        "postgres://reporter:${DB_PASSWORD}@db.internal/reporter",
+        "postgresql+psycopg://reporter:${DB_PASSWORD}@db.internal/reporter?sslmode=require",
+    ],
+)
+def test_config_accepts_the_url_forms_the_state_database_opens(url: str) -> None:
+    settings = load_data({"state": {"database_url": url}}, {"DB_PASSWORD": SECRET})
+    assert settings.state.database_url == url.replace("${DB_PASSWORD}", SECRET)
+    engine_url(settings.state.database_url)  # and the store opens what config accepted
+
+
+def test_open_engine_creates_a_sqlite_files_folder(tmp_path: Path) -> None:
+    engine = open_engine(f"sqlite:///{tmp_path}/deep/er/state.db")
+    engine.dispose()
+    assert (tmp_path / "deep" / "er").is_dir()
+
+
+def _assert_secret_kept(raised: pytest.ExceptionInfo[StateError], logs: str) -> None:
+    text = str(raised.value)
+    assert "hint:" in text
+    assert SECRET not in text
+    assert SECRET not in "".join(traceback.format_exception(raised.value))  # the whole chain
+    assert SECRET not in logs
+
+
+def test_a_postgresql_server_that_is_down_is_a_state_error_without_the_password(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    url = f"postgresql://reporter:{SECRET}@127.0.0.1:{free_port()}/reporter"
+    caplog.set_level(logging.DEBUG)
+    for opening in (HistoryStore, DetailsCache):
+        with pytest.raises(StateError) as raised:
+            opening(url)
+        _assert_secret_kept(raised, caplog.text)
+        assert "PostgreSQL at 127.0.0.1" in str(raised.value)
+        assert "is running and reachable" in str(raised.value)
+
+
+@pytest.mark.postgresql
+def test_a_refused_password_is_a_state_error_without_the_password(
+    postgres_server: PostgresServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    name = postgres_server.create_database()
+    with postgres_server.admin() as conn:
+        conn.execute(f"ALTER DATABASE {name} OWNER TO {LOCKED_ROLE}")
+    HistoryStore(postgres_server.url(name, LOCKED_ROLE, LOCKED_PASSWORD)).dispose()  # it opens
+    wrong = postgres_server.url(name, LOCKED_ROLE, SECRET)
+    with pytest.raises(StateError) as raised:
+        HistoryStore(wrong)
+    _assert_secret_kept(raised, caplog.text)
+    assert f"user {LOCKED_ROLE!r}, its password" in str(raised.value)
+    postgres_server.drop_database(name)
+
+
+@pytest.mark.postgresql
+def test_a_role_that_may_not_create_tables_gets_a_hint_saying_so(
+    postgres_server: PostgresServer,
+) -> None:
+    # PostgreSQL 15 and later: only the database's owner may create tables in `public`.
+    with pytest.raises(StateError) as raised:
+        HistoryStore(postgres_server.url("postgres", LOCKED_ROLE, LOCKED_PASSWORD))
+    assert "ProgrammingError" in str(raised.value)
+    assert f"user {LOCKED_ROLE!r} may create and change tables" in str(raised.value)
+    assert LOCKED_PASSWORD not in str(raised.value)
+
+
+def test_the_cli_explains_a_database_that_is_down_without_the_password(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    from reporter.cli import main
+
+    from .conftest import SAMPLES
+
+    caplog.set_level(logging.DEBUG)
+    config = tmp_path / "c.yaml"
+    url = f"postgresql://reporter:{SECRET}@127.0.0.1:{free_port()}/reporter"
+    config.write_text(f"state:\n  database_url: '{url}'\n")
+    listed = SAMPLES / "aa-list-findings-v2-unused-permission-aws-blog.json"
+    code = main(
+        ["run", "-c", str(config), "--no-send", "--out", str(tmp_path / "out"),
+         "--from-file", str(listed)]
+    )  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 2  # a state problem: nothing ran
+    assert "cannot open the state database" in err and "hint:" in err
+    assert SECRET not in out + err + caplog.text
+
+
+def test_without_server_binaries_ci_fails_and_a_workstation_skips(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(postgres, "find_bindir", lambda: None)
+    with pytest.raises(postgres.MissingServer) as missing, postgres.throwaway_server():
+        pass
+    with pytest.raises(pytest.fail.Exception, match="CI must run the PostgreSQL tests"):
+        postgres.unavailable(str(missing.value), {"CI": "true"})
+    with pytest.raises(pytest.skip.Exception, match="make install-dev"):
+        postgres.unavailable(str(missing.value), {})
