@@ -804,13 +804,13 @@ class MailSettings(_Section):
         "unused-access-reporter@example.com", description="Sender address (From)."
     )
     reply_to: Email | None = Field(None, description="Reply-To address; null = none.")
+    subject_prefix: Annotated[str, AfterValidator(_one_line)] = Field(
+        "[Unused access]", description="Text put before every subject line."
+    )
     message_id_domain: Domain | None = Field(
         None,
         description="Right part of every Message-ID (`<uar.…@DOMAIN>`); null = the domain of "
         "from_address.",
-    )
-    subject_prefix: Annotated[str, AfterValidator(_one_line)] = Field(
-        "[Unused access]", description="Text put before every subject line."
     )
     smtp: SmtpSettings = Field(
         default_factory=SmtpSettings, description="Used when transport is smtp."

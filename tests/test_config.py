@@ -257,7 +257,7 @@ CASES: list[tuple[str, dict[str, Any], str, str, str]] = [
     ("unknown-close", {"mail": {"smtp": {"usernme": "x"}}}, "mail.smtp.usernme", "unknown key",
      "did you mean `username`?"),
     ("unknown-far", {"mail": {"zzz": 1}}, "mail.zzz", "unknown key",
-     "allowed keys: transport, from_address, reply_to, subject_prefix, smtp, ses"),
+     "allowed keys: transport, from_address, reply_to, subject_prefix, message_id_domain, smtp"),
     ("unknown-root", {"sorces": {}}, "sorces", "unknown key", "did you mean `sources`?"),
     ("port-text", {"mail": {"smtp": {"port": "abc"}}}, "mail.smtp.port", "whole number",
      "without quotes"),
