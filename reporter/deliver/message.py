@@ -147,7 +147,9 @@ def summary_subject(summary: OrgSummary, prefix: str, failures: int) -> str:
     ctx = summary.context
     undelivered = f", {failures} undelivered" if failures else ""
     forged = sum(count for _, count in summary.lookalikes)
-    lookalikes = f", {forged} look-alike findings quarantined" if forged else ""
+    lookalikes = (
+        f", {forged} look-alike finding{'' if forged == 1 else 's'} quarantined" if forged else ""
+    )
     return (
         f"{prefix} Organization summary: {len(summary.items)} findings, "
         f"{len(summary.owners)} owners{undelivered}{lookalikes}, {ctx.period_start:%Y-%m-%d} to "

@@ -78,20 +78,20 @@ def _event(event: dict[str, Any], path: Path) -> Iterator[RawRecord]:
         return
     source = event.get("source")
     if source != AA_EVENT_SOURCE:
+        # Kept as for an unrecognised document (shape and digest: the file is still there),
+        # with who it claims to come from, for the security team's count.
         account = event.get("account")
-        yield RawRecord(
-            NAME,
-            {
-                "error": f"an event shaped like Access Analyzer's from source {str(source)[:100]!r}"
-                f" (account {str(account)[:20]!r}), not {AA_EVENT_SOURCE}",
-                "lookalike": {
-                    "product": "(no source)" if source is None else str(source)[:100],
-                    "account_id": "" if account is None else str(account)[:20],
-                },
-                "event": event,
-            },
-            str(path),
+        kept = unreadable(
+            path,
+            f"an event shaped like Access Analyzer's from source {str(source)[:100]!r} "
+            f"(account {str(account)[:20]!r}), not {AA_EVENT_SOURCE}",
+            event,
         )
+        lookalike = {
+            "product": "(no source)" if source is None else str(source)[:100],
+            "account_id": "" if account is None else str(account)[:20],
+        }
+        yield RawRecord(NAME, {**kept.payload, "lookalike": lookalike}, kept.origin)
         return
     # Access Analyzer events carry a summary of the finding under other key names (reference
     # §1.12); map them onto the ListFindingsV2 summary so one parser serves both.
