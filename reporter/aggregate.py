@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from .models import (
     AccountCoverage,
     ExceptionNotice,
+    Lookalike,
     OrgSummary,
     OwnerReport,
     ReportItem,
@@ -99,6 +100,7 @@ def summarise(
     resolved: Sequence[ResolvedFinding] = (),
     notices: Sequence[ExceptionNotice] = (),
     trend: Sequence[TrendPoint] = (),
+    lookalikes: Sequence[tuple[Lookalike, int]] = (),
 ) -> OrgSummary:
     return OrgSummary(
         context=context,
@@ -111,4 +113,5 @@ def summarise(
         resolved=tuple(resolved),
         exception_notices=tuple(notices),
         trend=tuple(trend),
+        lookalikes=tuple(sorted(lookalikes, key=lambda x: (-x[1], x[0].product, x[0].account_id))),
     )

@@ -451,6 +451,13 @@ def _report(result: RunResult, out: TextIO) -> int:
             "record(s) (data/quarantine.json)",
             file=out,
         )
+    for origin, forged in result.lookalikes:
+        print(
+            f"  WARNING {forged} finding(s) claiming to be Access Analyzer's came from another "
+            f"product: {origin.product}, account {origin.account_id or 'unknown'} "
+            "(quarantined, data/quarantine.json)",
+            file=out,
+        )
     for c in result.coverage:
         if c.in_scope and not c.covered:
             print(f"  NOT COVERED {c.account_id} {c.account_name}: {c.reason}", file=out)

@@ -277,6 +277,15 @@ class AccountCoverage:
 
 
 @dataclass(frozen=True)
+class Lookalike:
+    """Who really produced a record that claims to be IAM Access Analyzer's (DESIGN.md, "Who
+    produced a finding"): the product it came from and the account that put it there."""
+
+    product: str  # ASFF ProductArn, OCSF metadata.product.uid, or an event's `source`
+    account_id: str  # ASFF AwsAccountId, OCSF cloud.account.uid, or an event's `account`
+
+
+@dataclass(frozen=True)
 class Quarantined:
     """A record that could not be normalised, kept with the reason."""
 
@@ -284,6 +293,8 @@ class Quarantined:
     origin: str
     reason: str
     record: Mapping[str, Any]
+    # Set when the record is a look-alike: it claims to be Access Analyzer's but is not.
+    lookalike: Lookalike | None = None
 
 
 @dataclass(frozen=True)
@@ -328,6 +339,8 @@ class OrgSummary:
     resolved: tuple[ResolvedFinding, ...] = ()
     exception_notices: tuple[ExceptionNotice, ...] = ()
     trend: tuple[TrendPoint, ...] = ()
+    # Quarantined look-alikes by who produced them, with how many: a warning for the team.
+    lookalikes: tuple[tuple[Lookalike, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -347,6 +360,8 @@ class RunResult:
     resolved: int = 0
     # (recipient, error) of every message this run could not deliver.
     undelivered: tuple[tuple[str, str], ...] = ()
+    # Quarantined look-alikes of Access Analyzer findings, by who produced them (OrgSummary's).
+    lookalikes: tuple[tuple[Lookalike, int], ...] = ()
 
     @property
     def exit_code(self) -> int:

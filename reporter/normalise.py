@@ -1,8 +1,10 @@
 """Raw source records → `Finding`s: pure, and the last place raw dicts are seen.
 
 A record is either a Finding, *skipped* (valid but not unused access: external access,
-archived, suppressed), or *quarantined* (malformed) with its reason. Nothing here raises on bad
-input; one broken record never stops a run.
+archived, suppressed), or *quarantined* with its reason: malformed, or a *look-alike* (shaped
+like an Access Analyzer finding but produced by another product; `NotAccessAnalyzer`), which
+is counted apart for the security team and never merged with a real finding. Nothing here
+raises on bad input; one broken record never stops a run.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 from .models import (
     Finding,
     FindingType,
+    Lookalike,
     Quarantined,
     RawRecord,
     Recommendation,
@@ -42,9 +45,44 @@ _ASFF_TYPES = {
 }
 _SEVERITY_ORDER = ["INFORMATIONAL", "LOW", "MEDIUM", "HIGH", "CRITICAL"]
 
+# Who produced a finding (DESIGN.md). Any account can BatchImportFindings under its own
+# default product (`arn:<partition>:securityhub:<region>:<account>:product/<account>/default`)
+# and write ProductName, CompanyName, GeneratorId and ProductFields as it likes; Security Hub
+# itself decides which ProductArn an import may carry, and only AWS's own integration carries
+# `product/aws/access-analyzer`, with no account in the ARN. So the ProductArn alone decides,
+# matched whole: partitions aws, aws-cn, aws-us-gov, any Region.
+_AA_PRODUCT_ARN = re.compile(
+    r"^arn:aws(?:-cn|-us-gov)?:securityhub:[a-z]{2}(?:-[a-z]+)+-[0-9]+::"
+    r"product/aws/access-analyzer\Z"
+)
+# The new Security Hub (OCSF): `metadata.product.uid` is the same ARN, spelled `productv2` for
+# AWS's own integrations in every published OCSF finding we found (GuardDuty, Inspector,
+# Security Hub: third-party copies; none for Access Analyzer, reference §2.10), so both
+# spellings are AWS's. There is no OCSF import API (botocore 1.43 has no BatchImportFindingsV2;
+# findings arrive from AWS services and Security Hub CSPM), but records relayed from CSPM keep
+# the importer's product in the uid, and `metadata.product.name` / `vendor_name` are copied
+# from fields an importer writes (ProductName, CompanyName): only the uid is AWS's word.
+# `cloud.account.uid` is where the finding lives (the analyzer's or the importer's account):
+# named in the warning, never used to decide.
+_AA_PRODUCT_UID = re.compile(
+    r"^arn:aws(?:-cn|-us-gov)?:securityhub:[a-z]{2}(?:-[a-z]+)+-[0-9]+::"
+    r"product(?:v2)?/aws/access-analyzer\Z"
+)
+# An Access Analyzer EventBridge event comes from this source (reference §1.12); EventBridge
+# refuses `aws.` sources from PutEvents, but a file can claim anything.
+AA_EVENT_SOURCE = "aws.access-analyzer"
+
 
 class Malformed(ValueError):
     """A record we cannot turn into a Finding; the message is the quarantine reason."""
+
+
+class NotAccessAnalyzer(Malformed):
+    """A look-alike: a record shaped like an Access Analyzer finding from another product."""
+
+    def __init__(self, reason: str, lookalike: Lookalike) -> None:
+        super().__init__(reason)
+        self.lookalike = lookalike
 
 
 @dataclass(frozen=True)
@@ -75,7 +113,13 @@ def normalise(records: Iterable[RawRecord]) -> Normalised:
         # foresee from aborting the run: the record is quarantined with the error instead.
         except (Malformed, TypeError, ValueError, KeyError, AttributeError) as exc:
             quarantined.append(
-                Quarantined(record.source, record.origin, str(exc), _as_dict(record.payload))
+                Quarantined(
+                    record.source,
+                    record.origin,
+                    str(exc),
+                    _as_dict(record.payload),
+                    exc.lookalike if isinstance(exc, NotAccessAnalyzer) else None,
+                )
             )
             continue
         if isinstance(outcome, Skip):
@@ -101,6 +145,12 @@ def parse_record(record: RawRecord) -> Finding | Skip:
     if record.source == "iam":
         return from_iam(record.payload)
     if record.source == "files":  # a file, or a part of one, that no parser recognises
+        claimed = record.payload.get("lookalike")
+        if isinstance(claimed, Mapping):  # an Access Analyzer event from another source
+            raise NotAccessAnalyzer(
+                str(record.payload.get("error", "not from Access Analyzer")),
+                Lookalike(str(claimed.get("product", "")), str(claimed.get("account_id", ""))),
+            )
         raise Malformed(str(record.payload.get("error", "unrecognised record")))
     raise Malformed(f"no parser for source {record.source!r}")
 
@@ -114,6 +164,11 @@ def from_asff(asff: Mapping[str, Any]) -> Finding | Skip:
     if finding_type is None:
         kind = fields.get("findingtype") or _first(asff.get("Types")) or "unknown type"
         return Skip(f"not unused access ({kind})")
+    # Before anything else is believed: an unused-access record from any other product is a
+    # look-alike, however it names itself (ProductName, GeneratorId, ProductFields).
+    product_arn = asff.get("ProductArn")
+    if not isinstance(product_arn, str) or not _AA_PRODUCT_ARN.match(product_arn):
+        raise _asff_lookalike(asff, product_arn)
     if asff.get("RecordState") == "ARCHIVED":
         return Skip("archived in Security Hub")
     workflow = asff.get("Workflow")
@@ -154,6 +209,25 @@ def from_asff(asff: Mapping[str, Any]) -> Finding | Skip:
                 else ()
             ),
         ),
+    )
+
+
+def _asff_lookalike(asff: Mapping[str, Any], product_arn: Any) -> NotAccessAnalyzer:
+    """The quarantine reason for an ASFF look-alike. Its AwsAccountId is the importer's (the
+    default product requires it to be the calling account); a genuine organization analyzer's
+    is the analyzer owner's, so AwsAccountId differing from the principal's account is normal
+    and proves nothing on its own."""
+    account = asff.get("AwsAccountId")
+    account_text = account if isinstance(account, str) else ""
+    resources = asff.get("Resources")
+    first = resources[0] if isinstance(resources, list) and resources else None
+    about = first.get("Id") if isinstance(first, Mapping) else None
+    product = product_arn if isinstance(product_arn, str) else ""
+    return NotAccessAnalyzer(
+        f"claims to be an IAM Access Analyzer finding but comes from another product: ProductArn "
+        f"{product[:200]!r}, account {account_text[:20]!r}, about {str(about)[:200]!r}; only "
+        "arn:<partition>:securityhub:<region>::product/aws/access-analyzer is Access Analyzer",
+        Lookalike(product[:300] or "(no ProductArn)", account_text[:20]),
     )
 
 
@@ -334,6 +408,7 @@ def from_ocsf(ocsf: Mapping[str, Any]) -> Finding | Skip:
     if finding_type is None:
         declared = _strings(info.get("types")) or ["unknown type"]
         return Skip(f"not unused access ({', '.join(declared)[:100]})")
+    _ocsf_product(ocsf)  # a look-alike goes no further (see _AA_PRODUCT_UID)
     status = _ocsf_status(ocsf)
     if status is not None:
         return Skip(f"{status} in Security Hub")
@@ -420,6 +495,26 @@ def _ocsf_type(info: Mapping[str, Any], unmapped: Mapping[str, Any]) -> FindingT
         if suffix in _ASFF_TYPES:
             return _ASFF_TYPES[suffix]
     return None
+
+
+def _ocsf_product(ocsf: Mapping[str, Any]) -> None:
+    """Raise NotAccessAnalyzer unless `metadata.product.uid` is AWS's Access Analyzer."""
+    metadata = _object(ocsf, "metadata")
+    product = metadata.get("product")
+    uid = product.get("uid") if isinstance(product, Mapping) else None
+    if isinstance(uid, str) and _AA_PRODUCT_UID.match(uid):
+        return
+    cloud = ocsf.get("cloud")
+    account = cloud.get("account") if isinstance(cloud, Mapping) else None
+    account_id = account.get("uid") if isinstance(account, Mapping) else None
+    account_text = account_id if isinstance(account_id, str) else ""
+    product_text = uid if isinstance(uid, str) else ""
+    raise NotAccessAnalyzer(
+        "claims to be an IAM Access Analyzer finding but comes from another product: "
+        f"metadata.product.uid {product_text[:200]!r}, account {account_text[:20]!r}; only "
+        "arn:<partition>:securityhub:<region>::productv2/aws/access-analyzer is Access Analyzer",
+        Lookalike(product_text[:300] or "(no metadata.product.uid)", account_text[:20]),
+    )
 
 
 def _ocsf_status(ocsf: Mapping[str, Any]) -> str | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import logging
 import secrets
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -40,6 +41,7 @@ from .models import (
     ExceptionNotice,
     Finding,
     FindingType,
+    Lookalike,
     ReportItem,
     ResolvedFinding,
     RunContext,
@@ -231,6 +233,9 @@ def _run(
         resolved=resolved,
         notices=exceptions.notices,
         trend=(*history.trend(limit=11), _this_run(context, changes)),
+        lookalikes=tuple(
+            Counter(q.lookalike for q in normalised.quarantined if q.lookalike).items()
+        ),
     )
 
     # The findings, items and reports live until the run ends and hold no reference cycles.
@@ -260,7 +265,14 @@ def _run(
         folder.write_json(
             "data/quarantine.json",
             [
-                {"source": q.source, "origin": q.origin, "reason": q.reason, "record": q.record}
+                {
+                    "source": q.source,
+                    "origin": q.origin,
+                    "reason": q.reason,
+                    # Who really produced a look-alike of an Access Analyzer finding; else null.
+                    "lookalike": _lookalike_record(q.lookalike) if q.lookalike else None,
+                    "record": q.record,
+                }
                 for q in normalised.quarantined
             ],
         )
@@ -310,6 +322,7 @@ def _run(
         ),
         new=len(changes.new),
         resolved=len(changes.resolved),
+        lookalikes=summary.lookalikes,
     )
     folder.commit(
         {
@@ -329,6 +342,10 @@ def _run(
                 "skipped": summary.skipped,
                 "skipped_reasons": skipped_reasons,
                 "quarantined": summary.quarantined,
+                "lookalikes": [
+                    {**_lookalike_record(origin), "findings": count}
+                    for origin, count in summary.lookalikes
+                ],
                 "records": {name: len(records) for name, records in raw.items()},
             },
             "source_failures": failures,
@@ -364,6 +381,10 @@ def _owner_files(rendered: OwnerFilesRendered, folder: RunFolder) -> tuple[Attac
     for a in attachments:
         folder.write(f"owners/{slug}/{a.filename}", a.data)
     return attachments
+
+
+def _lookalike_record(origin: Lookalike) -> dict[str, str]:
+    return {"product": origin.product, "account_id": origin.account_id}
 
 
 def _coverage_record(c: AccountCoverage) -> dict[str, Any]:

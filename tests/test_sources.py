@@ -184,8 +184,12 @@ def test_security_hub_client_side_filter_reasons() -> None:
     external = sample("asff-external-access-s3-aws-docs.json")
     external = external["Findings"][0] if "Findings" in external else external
     assert filtered_out(external) == "not unused access"
+    # The product is normalise's to judge: a look-alike is quarantined there, not dropped here.
     no_name = {k: v for k, v in active.items() if k != "ProductName"}
-    assert filtered_out(no_name) == ""  # the product ARN names Access Analyzer too
+    assert filtered_out(no_name) == ""
+    assert (
+        filtered_out({**active, "ProductArn": "arn:aws:securityhub:us-west-2:1:product/1/x"}) == ""
+    )
 
 
 def test_published_recommendation_parses_in_both_spellings() -> None:

@@ -157,9 +157,13 @@ def subject(report: OwnerReport, prefix: str) -> str:
 def summary_subject(summary: OrgSummary, prefix: str, failures: int) -> str:
     ctx = summary.context
     undelivered = f", {failures} undelivered" if failures else ""
+    forged = sum(count for _, count in summary.lookalikes)
+    lookalikes = (
+        f", {forged} look-alike finding{'' if forged == 1 else 's'} quarantined" if forged else ""
+    )
     return (
         f"{prefix} Organization summary: {len(summary.items)} findings, "
-        f"{len(summary.owners)} owners{undelivered}, {ctx.period_start:%Y-%m-%d} to "
+        f"{len(summary.owners)} owners{undelivered}{lookalikes}, {ctx.period_start:%Y-%m-%d} to "
         f"{ctx.period_end:%Y-%m-%d}"
     ).strip()
 

@@ -233,6 +233,7 @@ def summary_values(summary: OrgSummary) -> dict[str, Any]:
         "coverage": views.coverage(summary.coverage),
         "skipped": summary.skipped,
         "quarantined": summary.quarantined,
+        "lookalikes": summary.lookalikes,
     }
 
 

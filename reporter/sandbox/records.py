@@ -177,6 +177,28 @@ def asff_record(finding: FindingPlan, analyzer: AnalyzerRef, now: datetime) -> d
     }
 
 
+def lookalike_record(
+    finding: FindingPlan, analyzer: AnalyzerRef, importer: str, now: datetime
+) -> dict[str, Any]:
+    """A look-alike of `finding`'s record, as account `importer` can import it (issue 17).
+
+    Any account may call BatchImportFindings under its own default product, with AwsAccountId
+    its own (the API requires it for that product), and write ProductName, CompanyName,
+    GeneratorId and ProductFields as it likes (SH-API): everything here is the real record's,
+    naming the same principal in another account, but for the ProductArn Security Hub assigns
+    and the `aws/securityhub/FindingId` it derives from it. The Id is the importer's own:
+    Security Hub keys findings by ProductArn and Id, moto by Id alone.
+    """
+    record = asff_record(finding, analyzer, now)
+    product = f"arn:aws:securityhub:{analyzer.region}:{importer}:product/{importer}/default"
+    record_id = f"{importer}/imported/{finding.id}"
+    record["Id"] = record_id
+    record["ProductArn"] = product
+    record["AwsAccountId"] = importer
+    record["ProductFields"]["aws/securityhub/FindingId"] = f"{product}/{record_id}"
+    return record
+
+
 def asff_external_record(finding: ExternalFindingPlan, analyzer: AnalyzerRef) -> dict[str, Any]:
     """An external-access record, key for key the S3 sample's shape."""
     if finding.is_public:

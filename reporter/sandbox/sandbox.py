@@ -206,6 +206,24 @@ class Sandbox:
             for e in self.expected
         )
 
+    def import_lookalike(self, finding_id: str, importer: str) -> dict[str, Any]:
+        """Account `importer` imports a look-alike of finding `finding_id` (another account's
+        principal) under its own default product, through its member role; the record is
+        returned. moto keeps an account's imports to itself, while Security Hub shows every
+        member's findings to the administrator, so the record is relayed to the
+        administrator's store as well, unchanged."""
+        finding = next(f for f in self._plan.findings if f.id == finding_id)
+        if finding.account_id == importer:
+            raise ValueError("a look-alike names a principal in another account")
+        record = records.lookalike_record(
+            finding, self._analyzer_ref(UNUSED_ANALYZER_NAME), importer, self.now
+        )
+        member = self.assumed_session(self.member_role_arn(importer))
+        security_hub.import_via_api(member, [record])
+        security = self.assumed_session(self.delegated_admin_role_arn)
+        security_hub.import_via_api(security, [record])
+        return record
+
     @property
     def plan(self) -> OrgPlan:
         """The generator's full plan (principals, dates, details) behind every source."""

@@ -6,6 +6,11 @@ a single ASFF record, `aws accessanalyzer list-findings-v2` output (`{"findings"
 is handed on under the source whose shape it has, so one parser per shape serves files and APIs
 alike. What is not recognised becomes a `files` record that `normalise` quarantines with the
 reason; a bad file never stops the run.
+
+A file can claim anything, so nothing here vouches for a record: the ASFF and OCSF records in
+exports and Security Hub events meet the same product check in `normalise` as the API's, and an
+event shaped like Access Analyzer's that does not come from `aws.access-analyzer` is passed on
+as a look-alike, for the quarantine.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..models import RawRecord
+from ..normalise import AA_EVENT_SOURCE
 
 NAME = "files"
 
@@ -69,6 +75,23 @@ def _event(event: dict[str, Any], path: Path) -> Iterator[RawRecord]:
     if isinstance(detail.get("findings"), list):  # Security Hub: one ASFF finding per event
         for finding in detail["findings"]:
             yield RawRecord("security_hub", finding, str(path))
+        return
+    source = event.get("source")
+    if source != AA_EVENT_SOURCE:
+        # Kept as for an unrecognised document (shape and digest: the file is still there),
+        # with who it claims to come from, for the security team's count.
+        account = event.get("account")
+        kept = unreadable(
+            path,
+            f"an event shaped like Access Analyzer's from source {str(source)[:100]!r} "
+            f"(account {str(account)[:20]!r}), not {AA_EVENT_SOURCE}",
+            event,
+        )
+        lookalike = {
+            "product": "(no source)" if source is None else str(source)[:100],
+            "account_id": "" if account is None else str(account)[:20],
+        }
+        yield RawRecord(NAME, {**kept.payload, "lookalike": lookalike}, kept.origin)
         return
     # Access Analyzer events carry a summary of the finding under other key names (reference
     # §1.12); map them onto the ListFindingsV2 summary so one parser serves both.

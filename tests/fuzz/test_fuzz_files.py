@@ -78,8 +78,9 @@ def test_any_file_becomes_findings_skips_or_quarantined_records(
         assert record.source in ("security_hub", "access_analyzer", "files")
         assert record.origin == str(path)
         if record.source == "files":
-            # An unrecognised document may hold anything: only its shape and digest are kept.
-            assert set(record.payload) <= {"error", "shape", "sha256"}
+            # An unrecognised document may hold anything: only its shape and digest are kept
+            # (and, for a look-alike event, the source and account it claims).
+            assert set(record.payload) <= {"error", "shape", "sha256", "lookalike"}
             assert SECRET not in json.dumps(record.payload)
         try:
             outcome = parse_record(record)
