@@ -262,7 +262,6 @@ def _org_phase(run: _Run, accounts: Sequence[Account], progress: Progress) -> No
         hub = SecurityHubSource(
             sessions.client("securityhub", admin, region=region),
             region,
-            product_regions=_product_regions(region, info),
             on_page=lambda n: run.page("security_hub", n),
         )
         built.append((hub, _hub_verdict(run, hub, admin, info)))
@@ -352,16 +351,6 @@ def _analyzer_info(
     except (ClientError, BotoCoreError, SourceUnavailable) as exc:
         log.info("analyzer configuration unknown: %s", _error_text(exc))
         return None
-
-
-def _product_regions(home: str, info: AnalyzerInfo | None) -> tuple[str, ...]:
-    """Regions whose Access Analyzer product ARN Security Hub's findings can carry: the home
-    Region and the analyzer's. None known (the analyzer unreadable): () and the source falls
-    back on filtering by product name (see security_hub.unused_access_filter)."""
-    if info is None:
-        return ()
-    parts = info.arn.split(":")
-    return tuple(sorted({home, parts[3]} if len(parts) > 3 and parts[3] else {home}))
 
 
 def _security_hub_v2(run: _Run, admin: Any, region: str) -> _OrgSource | None:

@@ -19,15 +19,13 @@ import pytest
 from pypdf import PdfReader
 
 from reporter.cli import main
-from reporter.collect import _product_regions
 from reporter.config import load_data
 from reporter.models import Lookalike, RawRecord
 from reporter.normalise import NotAccessAnalyzer, Skip, from_asff, from_ocsf, normalise
 from reporter.pipeline import Dependencies, run
 from reporter.sandbox import Sandbox, SandboxSpec
 from reporter.session import AwsOptions, SessionFactory
-from reporter.sources.access_analyzer import AnalyzerInfo
-from reporter.sources.security_hub import unused_access_filter
+from reporter.sources.security_hub import UNUSED_ACCESS_FILTER, filtered_out
 
 from .conftest import sample
 from .test_ocsf import ocsf
@@ -141,25 +139,13 @@ def test_ocsf_product_uid_decides_not_its_name() -> None:
     assert normalise([RawRecord("security_hub_v2", no_product)]).quarantined[0].lookalike
 
 
-def test_getfindings_selects_the_product_by_arn() -> None:
-    filters = unused_access_filter(["eu-west-1", "us-east-1", "eu-west-1"])
-    assert "ProductName" not in filters
-    assert filters["ProductArn"] == [
-        {
-            "Value": "arn:aws:securityhub:eu-west-1::product/aws/access-analyzer",
-            "Comparison": "EQUALS",
-        },
-        {
-            "Value": "arn:aws:securityhub:us-east-1::product/aws/access-analyzer",
-            "Comparison": "EQUALS",
-        },
+def test_getfindings_asks_by_product_name_so_lookalikes_are_fetched_and_judged() -> None:
+    # The name, which a look-alike carries too: it is fetched, and normalise judges its ARN.
+    assert UNUSED_ACCESS_FILTER["ProductName"] == [
+        {"Value": "IAM Access Analyzer", "Comparison": "EQUALS"}
     ]
-    assert unused_access_filter(["cn-north-1"])["ProductArn"][0]["Value"].startswith("arn:aws-cn:")
-    # The home Region and the analyzer's; unknown analyzer: the product name, checked later.
-    info = AnalyzerInfo("arn:aws:access-analyzer:us-east-1:999988887777:analyzer/org", "")
-    assert _product_regions("eu-west-1", info) == ("eu-west-1", "us-east-1")
-    assert _product_regions("eu-west-1", None) == ()
-    assert "ProductArn" not in unused_access_filter(())
+    assert "ProductArn" not in UNUSED_ACCESS_FILTER
+    assert filtered_out(forged()) == ""
 
 
 # --- Exported files and EventBridge events --------------------------------------------------

@@ -14,7 +14,7 @@ never `AwsAccountId`, which is the analyzer owner's for organization analyzers (
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from ..models import RawRecord
@@ -23,42 +23,17 @@ from ..models import RawRecord
 # here, because an emulator (or a future API change) may not honour every filter.
 UNUSED_TYPE_PREFIX = "Software and Configuration Checks/AWS Security Best Practices/Unused"
 PRODUCT_NAME = "IAM Access Analyzer"
-
-
-def product_arn(region: str) -> str:
-    """AWS's Access Analyzer product in a Region (reference §2.1), in the Region's partition."""
-    partition = (
-        "aws-cn"
-        if region.startswith("cn-")
-        else "aws-us-gov"
-        if region.startswith("us-gov-")
-        else "aws"
-    )
-    return f"arn:{partition}:securityhub:{region}::product/aws/access-analyzer"
-
-
-def unused_access_filter(regions: Iterable[str] = ()) -> dict[str, list[dict[str, str]]]:
-    """GetFindings `Filters`: active, unsuppressed unused-access findings of Access Analyzer.
-
-    The product is selected by ProductArn, which only AWS's integration can carry, so the
-    look-alikes a member account imports under its own product are not even fetched. The ARN
-    names the Region the analyzer sent the finding from (aggregation keeps it), so `regions`
-    are those where the findings can come from: the home Region and the analyzer's. With none
-    known the filter falls back on ProductName, which a look-alike can write too. Neither is a
-    trust boundary: `normalise` checks every record's ProductArn whatever was asked for.
-    """
-    wanted = sorted(set(regions))
-    product = (
-        [{"Value": product_arn(r), "Comparison": "EQUALS"} for r in wanted]
-        if wanted
-        else [{"Value": PRODUCT_NAME, "Comparison": "EQUALS"}]
-    )
-    return {
-        ("ProductArn" if wanted else "ProductName"): product,
-        "Type": [{"Value": UNUSED_TYPE_PREFIX, "Comparison": "PREFIX"}],
-        "RecordState": [{"Value": "ACTIVE", "Comparison": "EQUALS"}],
-        "WorkflowStatus": [{"Value": "SUPPRESSED", "Comparison": "NOT_EQUALS"}],
-    }
+# Asked by product *name*, which a look-alike can write too, not by ProductArn: the look-alikes a
+# member account imports under its own product are then fetched, and `normalise`, which checks
+# every record's ProductArn whatever was asked for, quarantines them and warns the security team
+# (a member account forging Access Analyzer's findings is worth knowing about). Asking by
+# ProductArn would hide them, and would need the ARN of every Region a finding can come from.
+UNUSED_ACCESS_FILTER: dict[str, list[dict[str, str]]] = {
+    "ProductName": [{"Value": PRODUCT_NAME, "Comparison": "EQUALS"}],
+    "Type": [{"Value": UNUSED_TYPE_PREFIX, "Comparison": "PREFIX"}],
+    "RecordState": [{"Value": "ACTIVE", "Comparison": "EQUALS"}],
+    "WorkflowStatus": [{"Value": "SUPPRESSED", "Comparison": "NOT_EQUALS"}],
+}
 
 
 PAGE_SIZE = 100  # the API's maximum
@@ -67,7 +42,7 @@ _ASSOCIATED = frozenset({"enabled", "associated"})
 
 
 def filtered_out(asff: Mapping[str, Any]) -> str:
-    """Why a record fails `unused_access_filter`, or "" if it passes. The product is left to
+    """Why a record fails UNUSED_ACCESS_FILTER, or "" if it passes. The product is left to
     `normalise`: a look-alike the server let through is quarantined and shown to the security
     team there, not dropped here as if it were merely out of scope."""
     types = asff.get("Types")
@@ -91,21 +66,17 @@ class SecurityHubSource:
         client: Any,
         region: str,
         *,
-        product_regions: Iterable[str] | None = None,
         on_page: Callable[[int], None] = lambda records: None,
     ) -> None:
         self._client = client
         self._region = region
-        # Where Access Analyzer's findings can come from (see unused_access_filter); by
-        # default the Region read, the home Region.
-        self._product_regions = tuple((region,) if product_regions is None else product_regions)
         self._on_page = on_page
         # Records the server should have filtered out, by reason (counted as skipped).
         self.dropped: Counter[str] = Counter()
 
     def collect(self) -> Iterator[RawRecord]:
         pages = self._client.get_paginator("get_findings").paginate(
-            Filters=unused_access_filter(self._product_regions),
+            Filters=UNUSED_ACCESS_FILTER,
             PaginationConfig={"PageSize": PAGE_SIZE},
         )
         for page in pages:

@@ -41,7 +41,7 @@ WAIT = 240.0  # seconds; only reached when something is broken
 ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 MSG_ID = re.compile(rf"<{ATOM}(\.{ATOM})*@{ATOM}(\.{ATOM})*>")
 PERMANENT = "bob-manager@example.com"
-OWNER_REFUSED = "security-team@example.com"
+OWNER_REFUSED = "alice@example.com"
 
 
 class HoldingServer(Recorder):
@@ -116,10 +116,10 @@ def settled(state_url: str, round_id: str) -> bool:
 
 
 def misbehave(server: HoldingServer) -> None:
-    """The sandbox's owners are alice, bob and security-team (the fallback, who also gets the
-    summary); every owner has a manager in Cc."""
-    server.refuse_next["alice@example.com"] = ["421 4.7.0 Try again later"]
-    server.refuse_next["alice-manager@example.com"] = ["451 4.3.0 Greylisted"]
+    """The sandbox's owners are alice, bob (their managers in Cc) and security-team (the
+    fallback, who also gets the summary)."""
+    server.refuse_next["security-team@example.com"] = ["421 4.7.0 Try again later"]
+    server.refuse_next["bob@example.com"] = ["451 4.3.0 Greylisted"]
     server.refuse[PERMANENT] = "550 5.1.1 No such user"
     # An owner refused while the manager in Cc is accepted, for longer than the run's retries
     # (2 attempts): the retry job delivers it.
@@ -152,11 +152,11 @@ def check_outcome(server: HoldingServer, state_url: str, out: Path, round_id: st
     }
     addresses = Counter(a for a, _ in accepted)
     assert addresses == {
-        "alice@example.com": 1,
+        OWNER_REFUSED: 1,
         "alice-manager@example.com": 1,
         "bob@example.com": 1,
-        OWNER_REFUSED: 2,  # their own findings' report, and the organization summary
-        "security-team-manager@example.com": 1,
+        # their own (unowned findings') report, and the organization summary
+        "security-team@example.com": 2,
     }
     # Message-IDs: valid, one per message (an owner's and their manager's copies, sent apart,
     # are the same message), different between messages, and the manifest's.
