@@ -6,9 +6,14 @@ Pure: a Finding and its Links in, steps out. The contract every step keeps:
   removes the access; no placeholder needs filling in. Where the tool cannot know a name (key ids
   Security Hub does not carry, attached and inline policies, instance profiles) the command looks
   it up itself with `--query … --output text`.
-- Every value from AWS is shell-quoted (`shlex.quote`): IAM allows `=`, `+`, `@`, `,`, `-` in names
-  and almost any printable character in paths. A quoted value is never placed inside double quotes,
-  where `$(…)` would still run.
+- Every name, id, ARN, path and document goes to a command as one word `--option=value` (`_opt`),
+  never `--option value`: IAM names may begin with `-` (`[\\w+=,.@-]+`), and the CLI reads a
+  separate word that begins with `-` as an option (`--user-name -cmd` fails). Literal values are
+  shell-quoted (`shlex.quote`), because paths may hold any printable character but a space; a
+  quoted value is never placed inside double quotes, where `$(…)` would still run. Values the
+  shell reads at run time (`"$k"`) are double-quoted variables, and are written to files with
+  `printf '%s\\n'`, never `echo`, which takes a value such as `-n` or `-e` for its own option.
+  Only constants (`--output text`, `--query '…'`) keep the `--option value` form.
 - Commands that act in the principal's account come after a first guard step that fails unless the
   credentials are for that account (`aws sts get-caller-identity`). IAM Identity Center steps run
   in the Identity Center administration account instead; their titles say so.
@@ -20,7 +25,8 @@ Pure: a Finding and its Links in, steps out. The contract every step keeps:
   unused services and actions.
 
 Loops read lookups line by line (`tr '\\t' '\\n' | while read -r`) rather than `for x in $(…)`,
-because a policy ARN's path may contain `*` or `?`, which the shell would expand. A loop runs in a
+so that nothing a lookup prints is split on spaces or expanded as a glob (role and user paths may
+contain `*` and `?`). A loop runs in a
 `( set -o pipefail; … )` subshell so that a failed lookup fails the step and `exit 1` inside the
 loop never closes the reader's shell.
 """
@@ -53,6 +59,15 @@ STACK_ID_TAG = "aws:cloudformation:stack-id"
 # tracking period (90 days) are the unused ones.
 DEFAULT_UNUSED_DAYS = 90
 _NAME_MAX = 128  # IAM policy names
+
+
+# JMESPath over list-attached-role-policies: AWSDenyAll in any partition, and every other policy.
+# A customer policy's ARN cannot end so (`:` is not allowed in its path or name). Single-quoted,
+# so the `!` meets no interactive shell's history expansion.
+_DENY_ALL = "'AttachedPolicies[?ends_with(PolicyArn, `\":iam::aws:policy/AWSDenyAll\"`)].PolicyArn'"
+_OTHER_POLICIES = (
+    "'AttachedPolicies[?!ends_with(PolicyArn, `\":iam::aws:policy/AWSDenyAll\"`)].PolicyArn'"
+)
 
 
 def deny_all_arn(partition: str) -> str:
@@ -134,7 +149,6 @@ class _Principal:
     f: Finding
     links: Links
     kind: str  # role | user
-    q: str  # the quoted principal name
     partition: str
     # `d=<quoted backup dir>`: the prefix of every command that records or restores state.
     d: str
@@ -146,7 +160,6 @@ class _Principal:
             f=f,
             links=links,
             kind=f.principal_type,
-            q=quote(f.principal_name),
             partition=partition_of(f.principal_arn),
             d=f"d={quote(backup)}",
         )
@@ -161,11 +174,33 @@ class _Principal:
 
     @property
     def flag(self) -> str:
-        return f"--{self.kind}-name {self.q}"
+        return _opt(f"{self.kind}-name", self.name)
 
     def iam(self, verb: str, noun: str = "policy") -> str:
-        """`aws iam attach-role-policy --role-name 'x'` and its user twin."""
+        """`aws iam attach-role-policy --role-name=x` and its user twin."""
         return f"aws iam {verb}-{self.kind}-{noun} {self.flag}"
+
+
+@dataclass(frozen=True)
+class _Sh:
+    """Bash that the shell expands into exactly one word when the step runs: `"$k"`,
+    `"$(cat "$d/x")"`. `_opt` places it as it is; every other value is quoted."""
+
+    text: str
+
+
+def _var(name: str) -> _Sh:
+    return _Sh(f'"${name}"')
+
+
+def _opt(name: str, value: str | _Sh) -> str:
+    """`--name=value`, one shell word whatever the value holds or begins with.
+
+    Every value that is not a constant of this module goes through here. After a space the
+    CLI's argument parser takes a value beginning with `-` for an option; after `=` it is always
+    the value (one exception, argparse's: a value of exactly `--` reads as empty).
+    """
+    return f"--{name}={value.text if isinstance(value, _Sh) else quote(value)}"
 
 
 def _subshell(*parts: str) -> str:
@@ -211,21 +246,21 @@ def _access_key(p: _Principal) -> tuple[RemediationStep, ...]:
 def _named_keys(p: _Principal) -> tuple[RemediationStep, ...]:
     keys = p.f.access_key_ids
 
-    def each(template: str) -> str:
-        return " && ".join(template.format(key=quote(k)) for k in keys)
+    def each(command: str, tail: str = "") -> str:
+        return " && ".join(f"{command} {_opt('access-key-id', k)}{tail}" for k in keys)
 
-    update = f"aws iam update-access-key {p.flag} --access-key-id {{key}} --status "
+    update = f"aws iam update-access-key {p.flag}"
     listed = ", ".join(keys)
     return (
         RemediationStep(
             title=f"Deactivate the unused access key {listed} of user {p.name} (reversible)",
-            command=each(update + "Inactive"),
+            command=each(update, " --status Inactive"),
             console_url=p.links.console,
-            rollback=each(update + "Active"),
+            rollback=each(update, " --status Active"),
         ),
         RemediationStep(
             title=f"After a grace period with no complaints, delete the access key {listed}",
-            command=each(f"aws iam delete-access-key {p.flag} --access-key-id {{key}}"),
+            command=each(f"aws iam delete-access-key {p.flag}"),
             console_url=p.links.console,
             rollback=f"aws iam create-access-key {p.flag}  # a deleted key cannot come back: "
             "this makes a new one, to be handed to its user",
@@ -259,25 +294,27 @@ def _looked_up_keys(p: _Principal) -> tuple[RemediationStep, ...]:
     record = '"$d/deactivated-access-keys.txt"'
     # Moved aside, so that the delete step can never act on keys a rollback brought back.
     rolled_back = '"$d/deactivated-access-keys.rolled-back.txt"'
+    key = _opt("access-key-id", _var("k"))
     active = (
         f"aws iam list-access-keys {p.flag} --query "
         "'AccessKeyMetadata[?Status==`Active`].[AccessKeyId,CreateDate]' --output text"
     )
     deactivate = (
         f"{active} | while read -r k created; do "
-        'used=$(aws iam get-access-key-last-used --access-key-id "$k" --query '
+        f"used=$(aws iam get-access-key-last-used {key} --query "
         "AccessKeyLastUsed.LastUsedDate --output text) || exit 1; "
         '[ "$used" != None ] || used=$created; '
         'if [[ "${used:0:10}" < "$cutoff" ]]; then '
-        f'aws iam update-access-key {p.flag} --access-key-id "$k" --status Inactive || exit 1; '
-        f'echo "$k" >> {record}; echo "deactivated $k (last used ${{used:0:10}})"; fi; done'
+        f"aws iam update-access-key {p.flag} {key} --status Inactive || exit 1; "
+        f"printf '%s\\n' \"$k\" >> {record}; "
+        'echo "deactivated $k (last used ${used:0:10})"; fi; done'
     )
     reactivate = (
-        f'while read -r k; do aws iam update-access-key {p.flag} --access-key-id "$k" '
+        f"while read -r k; do aws iam update-access-key {p.flag} {key} "
         f"--status Active || exit 1; done < {record} && mv {record} {rolled_back}"
     )
     delete = (
-        f'while read -r k; do aws iam delete-access-key {p.flag} --access-key-id "$k" '
+        f"while read -r k; do aws iam delete-access-key {p.flag} {key} "
         f'|| exit 1; echo "deleted $k"; done < {record}'
     )
     return (
@@ -312,7 +349,8 @@ def _password(p: _Principal) -> tuple[RemediationStep, ...]:
             console_url=p.links.console,
             # The old password cannot be restored: a new one, changed at the first sign-in.
             rollback='pw="$(openssl rand -base64 18)-Aa1" && '
-            f'aws iam create-login-profile {p.flag} --password "$pw" --password-reset-required '
+            f"aws iam create-login-profile {p.flag} {_opt('password', _var('pw'))} "
+            "--password-reset-required "
             "&& echo 'New temporary password, to hand to the user privately:' \"$pw\"",
         ),
     )
@@ -322,9 +360,7 @@ def _password(p: _Principal) -> tuple[RemediationStep, ...]:
 
 
 def _role(p: _Principal) -> tuple[RemediationStep, ...]:
-    # partition_of admits only [a-z-], so the ARN is safe inside a double-quoted query.
-    deny = deny_all_arn(p.partition)
-    deny_all = quote(deny)
+    deny_all = _opt("policy-arn", deny_all_arn(p.partition))
     profiles = '"$d/instance-profiles.txt"'
     managed = '"$d/managed-policies.txt"'
     return (
@@ -332,9 +368,9 @@ def _role(p: _Principal) -> tuple[RemediationStep, ...]:
         RemediationStep(
             title=f"Block role {p.name} with the AWS managed policy AWSDenyAll (reversible; "
             "also stops sessions already issued)",
-            command=f"aws iam attach-role-policy {p.flag} --policy-arn {deny_all}",
+            command=f"aws iam attach-role-policy {p.flag} {deny_all}",
             console_url=p.links.console,
-            rollback=f"aws iam detach-role-policy {p.flag} --policy-arn {deny_all}",
+            rollback=f"aws iam detach-role-policy {p.flag} {deny_all}",
         ),
         RemediationStep(
             title="After a grace period with no complaints, remove the role from every instance "
@@ -346,16 +382,17 @@ def _role(p: _Principal) -> tuple[RemediationStep, ...]:
                     "n",
                     f"aws iam list-instance-profiles-for-role {p.flag} "
                     "--query 'InstanceProfiles[].InstanceProfileName'",
-                    'aws iam remove-role-from-instance-profile --instance-profile-name "$n" '
-                    f'{p.flag} && echo "$n" >> {profiles}',
+                    "aws iam remove-role-from-instance-profile "
+                    f"{_opt('instance-profile-name', _var('n'))} {p.flag} && "
+                    f"printf '%s\\n' \"$n\" >> {profiles}",
                 ),
             ),
             console_url=p.links.console,
             rollback=_subshell(
                 p.d,
                 "while read -r n; do aws iam add-role-to-instance-profile "
-                f'--instance-profile-name "$n" {p.flag} || exit 1; done < {profiles} '
-                f"&& rm {profiles}",
+                f"{_opt('instance-profile-name', _var('n'))} {p.flag} || exit 1; "
+                f"done < {profiles} && rm {profiles}",
             ),
         ),
         _delete_inline_policies(p),
@@ -368,21 +405,20 @@ def _role(p: _Principal) -> tuple[RemediationStep, ...]:
                 f'mkdir -p "$d" && touch {managed} && '
                 + _each(
                     "a",
-                    f"aws iam list-attached-role-policies {p.flag} "
-                    f"--query \"AttachedPolicies[?PolicyArn!='{deny}'].PolicyArn\"",
-                    f'aws iam detach-role-policy {p.flag} --policy-arn "$a" && '
-                    f'echo "$a" >> {managed}',
+                    f"aws iam list-attached-role-policies {p.flag} --query {_OTHER_POLICIES}",
+                    f"aws iam detach-role-policy {p.flag} {_opt('policy-arn', _var('a'))} && "
+                    f"printf '%s\\n' \"$a\" >> {managed}",
                 )
-                + f" && if aws iam list-attached-role-policies {p.flag} --query "
-                f"\"AttachedPolicies[?PolicyArn=='{deny}'].PolicyArn\" --output text | grep -q .; "
-                f"then aws iam detach-role-policy {p.flag} --policy-arn {deny_all} && "
-                f"echo {deny_all} >> {managed}; fi",
+                + f" && if aws iam list-attached-role-policies {p.flag} --query {_DENY_ALL} "
+                "--output text | grep -q .; "
+                f"then aws iam detach-role-policy {p.flag} {deny_all} && "
+                f"printf '%s\\n' {quote(deny_all_arn(p.partition))} >> {managed}; fi",
             ),
             console_url=p.links.console,
             rollback=_subshell(
                 p.d,
-                f'while read -r a; do aws iam attach-role-policy {p.flag} --policy-arn "$a" '
-                f"|| exit 1; done < {managed} && rm {managed}",
+                f"while read -r a; do aws iam attach-role-policy {p.flag} "
+                f"{_opt('policy-arn', _var('a'))} || exit 1; done < {managed} && rm {managed}",
             ),
         ),
         RemediationStep(
@@ -396,8 +432,8 @@ def _role(p: _Principal) -> tuple[RemediationStep, ...]:
             console_url=p.links.console,
             rollback=_subshell(
                 p.d,
-                f"aws iam create-role {p.flag} --path {quote(p.f.principal_path)} "
-                '--assume-role-policy-document "file://$d/trust-policy.json"',
+                f"aws iam create-role {p.flag} {_opt('path', p.f.principal_path)} "
+                + _opt("assume-role-policy-document", _Sh('"file://$d/trust-policy.json"')),
             )
             + "  # a new role with the same name and trust policy (new role id; tags, "
             'description and boundary are in "$d/role.json"); then run the earlier rollbacks',
@@ -406,6 +442,9 @@ def _role(p: _Principal) -> tuple[RemediationStep, ...]:
 
 
 def _delete_inline_policies(p: _Principal) -> RemediationStep:
+    name = _opt("policy-name", _var("n"))
+    saved_name = _opt("policy-name", _Sh('"$(basename "$f" .json)"'))
+    saved_document = _opt("policy-document", _Sh('"file://$f"'))
     return RemediationStep(
         title="Save and delete every inline policy",
         command=_subshell(
@@ -414,16 +453,16 @@ def _delete_inline_policies(p: _Principal) -> RemediationStep:
             + _each(
                 "n",
                 f"aws iam list-{p.kind}-policies {p.flag} --query 'PolicyNames[]'",
-                f'{p.iam("get")} --policy-name "$n" --query PolicyDocument --output json '
-                f'> "$d/inline/$n.json" && {p.iam("delete")} --policy-name "$n"',
+                f"{p.iam('get')} {name} --query PolicyDocument --output json "
+                f'> "$d/inline/$n.json" && {p.iam("delete")} {name}',
             ),
         ),
         console_url=p.links.console,
         rollback=_subshell(
             p.d,
             'for f in "$d"/inline/*.json; do [ -e "$f" ] || continue; '
-            f'{p.iam("put")} --policy-name "$(basename "$f" .json)" '
-            '--policy-document "file://$f" && rm "$f" || exit 1; done',
+            f"{p.iam('put')} {saved_name} {saved_document} "
+            '&& rm "$f" || exit 1; done',
         ),
     )
 
@@ -456,7 +495,7 @@ def _service_linked(p: _Principal) -> tuple[RemediationStep, ...]:
                 f"--query DeletionTaskId --output text > {task} && cat {task}",
             ),
             console_url=p.links.console,
-            rollback=f"aws iam create-service-linked-role --aws-service-name {quote(service)}"
+            rollback=f"aws iam create-service-linked-role {_opt('aws-service-name', service)}"
             "  # add --custom-suffix if the role name had one",
         ),
         RemediationStep(
@@ -464,8 +503,8 @@ def _service_linked(p: _Principal) -> tuple[RemediationStep, ...]:
             "the role)",
             command=_subshell(
                 p.d,
-                'aws iam get-service-linked-role-deletion-status --deletion-task-id "$(cat '
-                f'{task})"',
+                "aws iam get-service-linked-role-deletion-status "
+                + _opt("deletion-task-id", _Sh(f'"$(cat {task})"')),
             ),
             console_url=p.links.console,
             rollback=READ_ONLY,
@@ -478,21 +517,27 @@ def _permission_set_name(role_name: str) -> str:
     return role_name.removeprefix("AWSReservedSSO_").rpartition("_")[0]
 
 
+# The Identity Center instance and permission set `_find_permission_set` looks up.
+_INSTANCE = _opt("instance-arn", _var("inst"))
+_PERMISSION_SET = _opt("permission-set-arn", _var("ps"))
+
+
 def _find_permission_set(name: str) -> str:
     """Bash that sets `inst` and `ps` (the permission set's ARN) or fails saying why."""
     return (
         "inst=$(aws sso-admin list-instances --query 'Instances[0].InstanceArn' --output text) "
-        '&& ps=$(for p in $(aws sso-admin list-permission-sets --instance-arn "$inst" '
+        f"&& ps=$(for p in $(aws sso-admin list-permission-sets {_INSTANCE} "
         "--query 'PermissionSets[]' --output text); do if [ \"$(aws sso-admin "
-        'describe-permission-set --instance-arn "$inst" --permission-set-arn "$p" --query '
-        f'PermissionSet.Name --output text)" = {quote(name)} ]; then echo "$p"; fi; done) && '
+        f"describe-permission-set {_INSTANCE} {_opt('permission-set-arn', _var('p'))} --query "
+        f'PermissionSet.Name --output text)" = {quote(name)} ]; then printf \'%s\\n\' "$p"; '
+        "fi; done) && "
         f"{{ [ -n \"$ps\" ] || {{ echo 'No permission set named' {quote(name)} >&2; false; }}; }}"
     )
 
 
 def _identity_center(p: _Principal) -> tuple[RemediationStep, ...]:
     name = _permission_set_name(p.name)
-    account = quote(p.f.account_id)
+    account = p.f.account_id
     where = (
         "with credentials for the IAM Identity Center administration account (the "
         "management account or its delegated administrator), in Identity Center's Region"
@@ -505,10 +550,10 @@ def _identity_center(p: _Principal) -> tuple[RemediationStep, ...]:
                 f"Center, not from role {p.name} (IAM changes to it are undone; the change "
                 f"applies to every account the set is assigned to). Run {where}",
                 command=_find_permission_set(name)
-                + ' && aws sso-admin list-managed-policies-in-permission-set --instance-arn "$inst"'
-                ' --permission-set-arn "$ps" --output table && aws sso-admin '
-                'get-inline-policy-for-permission-set --instance-arn "$inst" '
-                '--permission-set-arn "$ps" --query InlinePolicy --output text',
+                + " && aws sso-admin list-managed-policies-in-permission-set "
+                f"{_INSTANCE} {_PERMISSION_SET} --output table && aws sso-admin "
+                f"get-inline-policy-for-permission-set {_INSTANCE} {_PERMISSION_SET} "
+                "--query InlinePolicy --output text",
                 console_url=console,
                 rollback=READ_ONLY,
                 detail=_unused_listing(p.f),
@@ -519,9 +564,9 @@ def _identity_center(p: _Principal) -> tuple[RemediationStep, ...]:
     def each_assignment(verb: str) -> str:
         return (
             f'while read -r t i; do [ -n "$i" ] || continue; aws sso-admin {verb}-account-'
-            f'assignment --instance-arn "$inst" --target-id {account} --target-type AWS_ACCOUNT '
-            '--permission-set-arn "$ps" --principal-type "$t" --principal-id "$i" '
-            f"--output text || exit 1; done < {assignments}"
+            f"assignment {_INSTANCE} {_opt('target-id', account)} --target-type AWS_ACCOUNT "
+            f"{_PERMISSION_SET} {_opt('principal-type', _var('t'))} "
+            f"{_opt('principal-id', _var('i'))} --output text || exit 1; done < {assignments}"
         )
 
     return (
@@ -532,8 +577,8 @@ def _identity_center(p: _Principal) -> tuple[RemediationStep, ...]:
             command=_subshell(
                 p.d,
                 f'mkdir -p "$d" && {_find_permission_set(name)} && aws sso-admin '
-                f'list-account-assignments --instance-arn "$inst" --account-id {account} '
-                '--permission-set-arn "$ps" --query \'AccountAssignments[].[PrincipalType,'
+                f"list-account-assignments {_INSTANCE} {_opt('account-id', account)} "
+                f"{_PERMISSION_SET} --query 'AccountAssignments[].[PrincipalType,"
                 f"PrincipalId]' --output text > {assignments} && cat {assignments}",
             ),
             console_url=console,
@@ -557,7 +602,7 @@ def _cloudformation(p: _Principal) -> tuple[RemediationStep, ...]:
     # The stack id tag is the stack's ARN, which names its Region; IAM itself is global.
     stack_id = p.f.principal_tags.get(STACK_ID_TAG, "")
     region = stack_id.split(":")[3] if stack_id.count(":") >= 5 else ""
-    cfn = "aws cloudformation" + (f" --region {quote(region)}" if region else "")
+    cfn = "aws cloudformation" + (f" {_opt('region', region)}" if region else "")
     change = {
         FindingType.UNUSED_ACCESS_KEY: f"remove the AWS::IAM::AccessKey of user {p.name}",
         FindingType.UNUSED_PASSWORD: f"remove the LoginProfile of user {p.name}",
@@ -570,7 +615,7 @@ def _cloudformation(p: _Principal) -> tuple[RemediationStep, ...]:
             title=f"{p.who.capitalize()} is managed by CloudFormation stack {stack}: change the "
             "stack, not the principal (a direct change drifts and the next stack update undoes "
             "it). List the stack's IAM resources",
-            command=f"{cfn} describe-stack-resources --stack-name {quote(stack)} --query "
+            command=f"{cfn} describe-stack-resources {_opt('stack-name', stack)} --query "
             "\"StackResources[?starts_with(ResourceType, 'AWS::IAM::')]."
             '[LogicalResourceId,ResourceType,PhysicalResourceId]" --output table',
             console_url=p.links.console,
@@ -579,10 +624,10 @@ def _cloudformation(p: _Principal) -> tuple[RemediationStep, ...]:
         RemediationStep(
             title=f"In the source of stack {stack}, {change}; deploy it (template.yaml: the "
             "edited template; previous parameter values are kept)",
-            command=f"{cfn} deploy --stack-name {quote(stack)} --template-file template.yaml "
+            command=f"{cfn} deploy {_opt('stack-name', stack)} --template-file template.yaml "
             "--capabilities CAPABILITY_IAM CAPABILITY_NAMED_IAM",
             console_url=p.links.console,
-            rollback=f"{cfn} deploy --stack-name {quote(stack)} --template-file "
+            rollback=f"{cfn} deploy {_opt('stack-name', stack)} --template-file "
             "previous-template.yaml --capabilities CAPABILITY_IAM CAPABILITY_NAMED_IAM"
             "  # the template as it was before the change",
             detail=_permissions_detail(p.f) if p.f.type is FindingType.UNUSED_PERMISSION else "",
@@ -619,7 +664,7 @@ def _review(p: _Principal) -> tuple[RemediationStep, ...]:
             f": {rec.error})" if rec.error else ")"
         )
     services = ", ".join(s.namespace for s in p.f.services) or "see the Access Analyzer finding"
-    arn = quote(p.f.principal_arn)
+    job = _opt("job-id", _var("job"))
     return (
         RemediationStep(
             title=f"Review the unused permissions of {p.who} ({services}) and remove them from "
@@ -632,12 +677,12 @@ def _review(p: _Principal) -> tuple[RemediationStep, ...]:
         ),
         RemediationStep(
             title=f"See when {p.who} last used each service (IAM last-accessed data)",
-            command=f"job=$(aws iam generate-service-last-accessed-details --arn {arn} "
-            '--granularity ACTION_LEVEL --query JobId --output text) && while [ "$(aws iam '
-            'get-service-last-accessed-details --job-id "$job" --query JobStatus --output text)" '
-            "= IN_PROGRESS ]; do sleep 2; done && aws iam get-service-last-accessed-details "
-            '--job-id "$job" --query \'ServicesLastAccessed[].[ServiceNamespace,'
-            "LastAuthenticated]' --output table",
+            command="job=$(aws iam generate-service-last-accessed-details "
+            f"{_opt('arn', p.f.principal_arn)} --granularity ACTION_LEVEL --query JobId "
+            f'--output text) && while [ "$(aws iam get-service-last-accessed-details {job} '
+            '--query JobStatus --output text)" = IN_PROGRESS ]; do sleep 2; done && '
+            f"aws iam get-service-last-accessed-details {job} --query "
+            "'ServicesLastAccessed[].[ServiceNamespace,LastAuthenticated]' --output table",
             console_url=p.links.console,
             rollback=READ_ONLY,
         ),
@@ -723,16 +768,19 @@ def _recommended_name(p: _Principal, policy_id: str) -> str:
 
 def _fetch_current(p: _Principal, rs: RecommendedStep) -> RemediationStep:
     """Save the live policy and print its diff against the recommendation (before unknown)."""
-    pid = quote(rs.existing_policy_id)
-    if _managed(rs.existing_policy_id):
+    pid = rs.existing_policy_id
+    if _managed(pid):
+        arn = _opt("policy-arn", pid)
         fetch = (
-            f"v=$(aws iam get-policy --policy-arn {pid} --query Policy.DefaultVersionId "
-            f"--output text) && aws iam get-policy-version --policy-arn {pid} --version-id "
-            '"$v" --query PolicyVersion.Document --output json > "$b"'
+            f"v=$(aws iam get-policy {arn} --query Policy.DefaultVersionId --output text) && "
+            f"aws iam get-policy-version {arn} {_opt('version-id', _var('v'))} "
+            '--query PolicyVersion.Document --output json > "$b"'
         )
-        url = policy_url(rs.existing_policy_id)
+        url = policy_url(pid)
     else:
-        fetch = f'{p.iam("get")} --policy-name {pid} --query PolicyDocument --output json > "$b"'
+        fetch = (
+            f'{p.iam("get")} {_opt("policy-name", pid)} --query PolicyDocument --output json > "$b"'
+        )
         url = p.links.console
     slug = hashlib.sha256(rs.existing_policy_id.encode()).hexdigest()[:12]
     # One printf argument per line keeps the command on one line.
@@ -761,7 +809,7 @@ def _create(p: _Principal, rs: RecommendedStep) -> list[RemediationStep]:
         else f"Recommended policy:\n{_pretty(rs.recommended_policy)}"
     )
     name = _recommended_name(p, rs.existing_policy_id)
-    document = quote(rs.recommended_policy)
+    document = _opt("policy-document", rs.recommended_policy)
     original = _policy_name(rs.existing_policy_id)
     if not _managed(rs.existing_policy_id):
         # An inline policy is replaced by an inline one (reference §5.2): it lives and dies with
@@ -770,56 +818,57 @@ def _create(p: _Principal, rs: RecommendedStep) -> list[RemediationStep]:
             RemediationStep(
                 title=f"Add the recommended inline policy {name} to {p.who}, replacing "
                 f"{original} (see the diff)",
-                command=f"{p.iam('put')} --policy-name {quote(name)} --policy-document {document}",
+                command=f"{p.iam('put')} {_opt('policy-name', name)} {document}",
                 console_url=p.links.console,
-                rollback=f"{p.iam('delete')} --policy-name {quote(name)}",
+                rollback=f"{p.iam('delete')} {_opt('policy-name', name)}",
                 detail=detail,
             )
         )
         return steps
-    new_arn = quote(f"arn:{p.partition}:iam::{p.f.account_id}:policy/{name}")
+    new_arn = _opt("policy-arn", f"arn:{p.partition}:iam::{p.f.account_id}:policy/{name}")
     steps += [
         RemediationStep(
             title=f"Create the recommended managed policy {name}, replacing {original} "
             f"for {p.who} (see the diff)",
-            command=f"aws iam create-policy --policy-name {quote(name)} --policy-document "
-            f"{document} --query Policy.Arn --output text",
+            command=f"aws iam create-policy {_opt('policy-name', name)} {document} "
+            "--query Policy.Arn --output text",
             console_url=p.links.console,
-            rollback=f"aws iam delete-policy --policy-arn {new_arn}",
+            rollback=f"aws iam delete-policy {new_arn}",
             detail=detail,
         ),
         RemediationStep(
             title=f"Attach {name} to {p.who}",
-            command=f"{p.iam('attach')} --policy-arn {new_arn}",
+            command=f"{p.iam('attach')} {new_arn}",
             console_url=p.links.console,
-            rollback=f"{p.iam('detach')} --policy-arn {new_arn}",
+            rollback=f"{p.iam('detach')} {new_arn}",
         ),
     ]
     return steps
 
 
 def _detach(p: _Principal, rs: RecommendedStep) -> RemediationStep:
-    pid = quote(rs.existing_policy_id)
-    if _managed(rs.existing_policy_id):
+    pid = rs.existing_policy_id
+    if _managed(pid):
         return RemediationStep(
-            title=f"Detach {_policy_name(rs.existing_policy_id)} from {p.who}",
-            command=f"{p.iam('detach')} --policy-arn {pid}",
-            console_url=policy_url(rs.existing_policy_id),
-            rollback=f"{p.iam('attach')} --policy-arn {pid}",
+            title=f"Detach {_policy_name(pid)} from {p.who}",
+            command=f"{p.iam('detach')} {_opt('policy-arn', pid)}",
+            console_url=policy_url(pid),
+            rollback=f"{p.iam('attach')} {_opt('policy-arn', pid)}",
         )
     saved = '"$d/inline/$n.json"'
+    name = _opt("policy-name", _var("n"))
     return RemediationStep(
-        title=f"Save and delete the inline policy {rs.existing_policy_id} of {p.who}",
+        title=f"Save and delete the inline policy {pid} of {p.who}",
         command=_subshell(
             p.d,
-            f"n={pid}",
-            f'mkdir -p "$d/inline" && {p.iam("get")} --policy-name "$n" --query PolicyDocument '
-            f'--output json > {saved} && {p.iam("delete")} --policy-name "$n"',
+            f"n={quote(pid)}",
+            f'mkdir -p "$d/inline" && {p.iam("get")} {name} --query PolicyDocument '
+            f"--output json > {saved} && {p.iam('delete')} {name}",
         ),
         console_url=p.links.console,
         rollback=_subshell(
             p.d,
-            f"n={pid}",
-            f'{p.iam("put")} --policy-name "$n" --policy-document "file://$d/inline/$n.json"',
+            f"n={quote(pid)}",
+            f"{p.iam('put')} {name} " + _opt("policy-document", _Sh('"file://$d/inline/$n.json"')),
         ),
     )

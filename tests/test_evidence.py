@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
+import warnings
 import zipfile
+import zlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -397,3 +402,286 @@ def test_retention_comes_from_the_config(
     code, out = cli(capsys, "evidence", "prune", "-c", str(config))
     assert code == 0 and "removed run-old: older than 7 days" in out
     assert [p.name for p in reports.iterdir()] == ["run-new"]
+
+
+# --- a zip that reads differently in different tools ----------------------------------------------
+#
+# Hand-built zips around the small run `make_run` writes: the manifest, data/a.txt, data/b.json
+# and owners/alice/report.pdf. Each goes through the CLI, as an auditor would run it.
+
+RUN_FILES = ("data/a.txt", "data/b.json", "owners/alice/report.pdf")
+
+
+def exported(tmp_path: Path) -> dict[str, bytes]:
+    """The run's entries, manifest first, as `evidence export` writes them."""
+    make_run(tmp_path / "reports")
+    data = LocalStore(tmp_path / "reports").export("run-1")
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def write_zip(
+    path: Path,
+    entries: list[tuple[str | zipfile.ZipInfo, bytes]],
+    *,
+    junk: dict[int, bytes] | None = None,
+    comment: bytes = b"",
+) -> Path:
+    """A zip of `entries` in this order; `junk[n]` is written straight to the file before the
+    n-th entry (n == len(entries): after the last, before the central directory)."""
+    junk = junk or {}
+    with path.open("wb") as raw, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns about duplicate names
+        with zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.comment = comment
+            for n, (name, data) in enumerate(entries):
+                hide(archive, junk.get(n, b""))
+                archive.writestr(name, data)
+            hide(archive, junk.get(len(entries), b""))
+    return path
+
+
+def hide(archive: zipfile.ZipFile, data: bytes) -> None:
+    """Write `data` where zipfile would put the next entry, and move the next entry after it."""
+    assert archive.fp is not None
+    archive.fp.seek(archive.start_dir)
+    archive.fp.write(data)
+    archive.start_dir += len(data)
+
+
+def verify_file(capsys: pytest.CaptureFixture[str], path: Path) -> tuple[int, list[str]]:
+    code, out = cli(capsys, "evidence", "verify", str(path))
+    return code, out.splitlines()
+
+
+def central_header(data: bytes, name: bytes) -> int:
+    at = data.index(b"PK\x01\x02")
+    while data[at + 46 : at + 46 + len(name)] != name:
+        at = data.index(b"PK\x01\x02", at + 4)
+    return at
+
+
+def test_a_hand_built_copy_of_the_export_verifies(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The control for every case below: the same entries, written the same way, verify; an
+    archive comment and an entry comment are allowed."""
+    entries = list(exported(tmp_path).items())
+    assert verify_file(capsys, write_zip(tmp_path / "ok.zip", entries)) == (
+        0,
+        ["ok.zip: verified"],
+    )
+    info = zipfile.ZipInfo("data/a.txt")
+    info.comment = b"an entry comment"
+    commented = [(info if name == "data/a.txt" else name, data) for name, data in entries]
+    path = write_zip(tmp_path / "comment.zip", commented, comment=b"exported for the audit")
+    assert verify_file(capsys, path) == (0, ["comment.zip: verified"])
+
+
+def test_a_zip_written_with_data_descriptors_verifies(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Streaming writers put sizes after the data (bit 3); the layout check follows them."""
+
+    class Unseekable(io.RawIOBase):
+        def __init__(self) -> None:
+            self.data = bytearray()
+
+        def writable(self) -> bool:
+            return True
+
+        def write(self, b: Any) -> int:
+            self.data += b
+            return len(b)
+
+    sink = Unseekable()
+    with zipfile.ZipFile(sink, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in exported(tmp_path).items():
+            archive.writestr(name, data)
+    path = tmp_path / "streamed.zip"
+    path.write_bytes(bytes(sink.data))
+    with zipfile.ZipFile(path) as archive:
+        assert all(i.flag_bits & 0x08 for i in archive.infolist())
+    assert verify_file(capsys, path) == (0, ["streamed.zip: verified"])
+
+
+def test_a_zip64_zip_verifies(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sizes, offsets and the end records in their zip64 form, as a run past 4 GiB or 65,535
+    files is written; zipfile's limits are lowered so that four small files need them."""
+    entries = list(exported(tmp_path).items())
+    with monkeypatch.context() as patched:
+        patched.setattr(zipfile, "ZIP64_LIMIT", 8)
+        patched.setattr(zipfile, "ZIP_FILECOUNT_LIMIT", 2)
+        path = write_zip(tmp_path / "zip64.zip", entries)
+    data = path.read_bytes()
+    assert b"PK\x06\x06" in data and b"PK\x06\x07" in data  # the zip64 end record and locator
+    with zipfile.ZipFile(path) as archive:
+        assert all(i.extra.startswith(b"\x01\x00") for i in archive.infolist()[1:])
+    assert verify_file(capsys, path) == (0, ["zip64.zip: verified"])
+
+
+@pytest.mark.parametrize("first", [True, False], ids=["tampered-first", "tampered-last"])
+def test_a_name_listed_twice_fails_whichever_copy_a_tool_reads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], first: bool
+) -> None:
+    entries = list(exported(tmp_path).items())
+    tampered = ("data/a.txt", b"tampered")
+    at = 1 if first else len(entries)
+    path = write_zip(tmp_path / "twice.zip", [*entries[:at], tampered, *entries[at:]])
+    if first and shutil.which("unzip"):
+        # What the issue reported: `unzip -n` keeps the first copy, the tampered one.
+        subprocess.run(["unzip", "-q", "-n", str(path), "-d", str(tmp_path / "x")], check=False)
+        assert (tmp_path / "x/data/a.txt").read_bytes() == b"tampered"
+    code, lines = verify_file(capsys, path)
+    assert code == 1
+    assert lines == [
+        "invalid: 2 entries named 'data/a.txt' (zipfile reads the last, unzip -n the first)",
+        "changed: data/a.txt",
+        "twice.zip: FAILED verification",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("data/", "'data/': a directory entry (the manifest lists files only)"),
+        ("/etc/cron.d/x", "'/etc/cron.d/x': an unsafe name"),
+        ("../outside.txt", "'../outside.txt': an unsafe name"),
+        ("data/../data/a.txt", "'data/../data/a.txt': an unsafe name"),
+        ("data\\a.txt", "'data\\\\a.txt': an unsafe name"),
+        ("data//a.txt", "'data//a.txt': an unsafe name"),
+        ("C:/x.txt", "'C:/x.txt': an unsafe name"),
+    ],
+)
+def test_directory_entries_and_unsafe_names_fail(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, why: str
+) -> None:
+    entries = [*exported(tmp_path).items(), (zipfile.ZipInfo(name), b"")]
+    path = write_zip(tmp_path / "odd.zip", entries)
+    with zipfile.ZipFile(path) as archive:
+        assert archive.infolist()[-1].orig_filename == name  # written as meant
+    code, lines = verify_file(capsys, path)
+    assert code == 1
+    assert lines[0].startswith(f"invalid: {why}")
+    assert lines[1:] == [f"extra: {name}", "odd.zip: FAILED verification"]
+
+
+def test_entries_missing_from_or_added_to_the_manifest_fail(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    entries = exported(tmp_path)
+    del entries["data/b.json"]
+    entries["data/notes.txt"] = b"added later"
+    code, lines = verify_file(capsys, write_zip(tmp_path / "edited.zip", list(entries.items())))
+    assert (code, lines) == (
+        1,
+        ["missing: data/b.json", "extra: data/notes.txt", "edited.zip: FAILED verification"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("where", "expected"),
+    [
+        (0, "invalid: 6 bytes before 'manifest.json' that no listing accounts for"),
+        (2, "invalid: 6 bytes before 'data/b.json' that no listing accounts for"),
+        (4, "invalid: 6 bytes between the last entry and the central directory that no "),
+        (None, "invalid: 6 bytes after the end of the zip"),
+        (-1, "invalid: 6 bytes before the central directory that no listing accounts for"),
+    ],
+    ids=["before-the-first", "between", "before-the-directory", "after-the-end", "prepended"],
+)
+def test_bytes_no_listing_accounts_for_fail(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], where: int | None, expected: str
+) -> None:
+    entries = list(exported(tmp_path).items())
+    junk = {where: b"hidden"} if where is not None and where >= 0 else {}
+    path = write_zip(tmp_path / "junk.zip", entries, junk=junk)
+    if where is None:
+        path.write_bytes(path.read_bytes() + b"hidden")
+    elif where < 0:  # as a self-extracting stub is: the zip's own offsets do not count it
+        path.write_bytes(b"hidden" + path.read_bytes())
+    with zipfile.ZipFile(path) as archive:  # zipfile itself reads every one of them happily
+        assert archive.testzip() is None
+    code, lines = verify_file(capsys, path)
+    assert code == 1
+    assert lines[0].startswith(expected)
+    assert lines[-1] == "junk.zip: FAILED verification"
+
+
+def test_a_local_header_that_names_another_file_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Streaming readers go by the local headers, zipfile and `unzip -l` by the central one."""
+    path = write_zip(tmp_path / "two-names.zip", list(exported(tmp_path).items()))
+    data = path.read_bytes()
+    with zipfile.ZipFile(path) as archive:
+        offset = archive.getinfo("data/a.txt").header_offset
+    assert data[offset + 30 : offset + 40] == b"data/a.txt"
+    path.write_bytes(data[: offset + 30] + b"data/x.txt" + data[offset + 40 :])
+    code, lines = verify_file(capsys, path)
+    assert code == 1
+    assert lines == [
+        "invalid: the local header of 'data/a.txt' names it 'data/x.txt': the two listings of "
+        "the zip disagree",
+        "changed: data/a.txt",
+        "two-names.zip: FAILED verification",
+    ]
+
+
+def test_an_encrypted_entry_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_zip(tmp_path / "locked.zip", list(exported(tmp_path).items()))
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as archive:
+        local = archive.getinfo("data/b.json").header_offset
+    central = central_header(bytes(data), b"data/b.json")
+    data[local + 6] |= 0x01  # general purpose flag bit 0: encrypted, in both listings
+    data[central + 8] |= 0x01
+    path.write_bytes(bytes(data))
+    code, lines = verify_file(capsys, path)
+    assert code == 1
+    assert lines == [
+        "invalid: 'data/b.json': encrypted",
+        "changed: data/b.json",
+        "locked.zip: FAILED verification",
+    ]
+
+
+def test_a_second_name_in_a_unicode_path_field_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Info-ZIP's unzip extracts an entry under the name in its Unicode Path extra field."""
+    entries = exported(tmp_path)
+    other = b"data/z.txt"
+    info = zipfile.ZipInfo("data/a.txt")
+    info.extra = (
+        struct.pack("<HHB", 0x7075, 5 + len(other), 1)
+        + struct.pack("<L", zlib.crc32(b"data/a.txt"))
+        + other
+    )
+    path = write_zip(
+        tmp_path / "unicode.zip",
+        [(info if name == "data/a.txt" else name, data) for name, data in entries.items()],
+    )
+    code, lines = verify_file(capsys, path)
+    assert code == 1
+    assert lines[0] == (
+        "invalid: 'data/a.txt': carries a second name (Unicode Path field) that unzip uses"
+    )
+
+
+@pytest.mark.parametrize(
+    "cut",
+    [lambda b: b[: len(b) // 2], lambda b: b[:-1], lambda b: b"", lambda b: b"%PDF-1.7\n"],
+    ids=["half", "all-but-the-last-byte", "empty", "a-pdf"],
+)
+def test_a_truncated_or_foreign_file_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], cut: Any
+) -> None:
+    path = write_zip(tmp_path / "run.zip", list(exported(tmp_path).items()))
+    path.write_bytes(cut(path.read_bytes()))
+    code, lines = verify_file(capsys, path)
+    assert code == 1
+    assert lines[0].startswith("error: not a zip file, or a truncated one: ")
+    assert "Traceback" not in "\n".join(lines)

@@ -6,6 +6,7 @@ arguments meant, whatever characters a name holds. tests/test_remediation_awscli
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import shlex
@@ -26,7 +27,7 @@ from reporter.models import (
     UnusedService,
 )
 from reporter.priority import priority
-from reporter.remediation import READ_ONLY, remediation_for
+from reporter.remediation import READ_ONLY, STACK_ID_TAG, STACK_NAME_TAG, remediation_for
 from tests.conftest import sample
 
 A = "111111111111"
@@ -36,7 +37,22 @@ SSO = (
     "AWSReservedSSO_Data_Admin_0a1b2c3d4e5f6a7b"
 )
 PLACEHOLDER = re.compile(r"<[A-Z_]+>")
-ODD_NAMES = ("a=b+c@d,e.f-g", "x;rm -rf ~", "$(id)`id`", 'it\'s "quoted"')
+# IAM accepts the first seven as names ([\w+=,.@-]+); the rest only in paths, or nowhere, and must
+# still be one word to the shell.
+ODD_NAMES = (
+    "a=b+c@d,e.f-g",
+    "-cmd",
+    "--x",
+    "-n",
+    "=eq",
+    "+plus",
+    "@at",
+    "x;rm -rf ~",
+    "$(id)`id`",
+    'it\'s "quoted"',
+    "a b",
+    "-'$(id)'",
+)
 
 
 def steps(finding: Finding) -> tuple[RemediationStep, ...]:
@@ -48,9 +64,9 @@ def bash_ok(script: str) -> bool:
 
 
 def args_after(command: str, flag: str) -> list[str]:
-    """Every value the shell passes after `flag` (the command split as bash would)."""
+    """Every value the shell passes as `flag=value` (the command split as bash would)."""
     words = shlex.split(command, comments=True)
-    return [words[i + 1] for i, w in enumerate(words[:-1]) if w == flag]
+    return [w.removeprefix(f"{flag}=") for w in words if w.startswith(f"{flag}=")]
 
 
 def assert_valid(result: tuple[RemediationStep, ...]) -> None:
@@ -143,6 +159,10 @@ def test_odd_names_stay_one_argument(name: str, finding_type: FindingType) -> No
     named = [v for s in result for v in args_after(s.command, flag) + args_after(s.rollback, flag)]
     assert named and set(named) == {name}
     for s in result:
+        # never `--role-name VALUE`: the CLI would read a value beginning with `-` as an option
+        assert flag not in shlex.split(s.command, comments=True) + shlex.split(
+            s.rollback, comments=True
+        )
         # the name is never inside double quotes, where $(…) and backticks would still run
         assert f'"{name}' not in s.command and f'"{name}' not in s.rollback
 
@@ -151,7 +171,7 @@ def test_path_with_spaces_and_quotes_is_restored_exactly() -> None:
     path = '/we ird/it\'s "x"/$(id)/'
     finding = Finding(FindingType.UNUSED_ROLE, A, f"arn:aws:iam::{A}:role{path}r")
     delete = steps(finding)[-1]
-    assert "delete-role --role-name r" in delete.command
+    assert "delete-role --role-name=r" in delete.command
     assert args_after(delete.rollback, "--path") == [path]
     assert bash_ok(delete.rollback)
 
@@ -160,6 +180,195 @@ def test_backup_folder_is_quoted() -> None:
     finding = Finding(FindingType.UNUSED_ROLE, A, f"arn:aws:iam::{A}:role/a=b+c@d")
     inline = steps(finding)[3]
     assert "d=unused-access-backup/111111111111/role/a=b+c@d;" in inline.command
+
+
+# --- every option value ------------------------------------------------------------------------
+#
+# The CLI reads a separate word that begins with `-` as an option, and IAM names may begin with
+# `-`: a name, id, ARN, path or document goes to the CLI as one word, `--option=value`. Only
+# constants (`--output text`, `--query '…'`) may follow an option as the next word. The scan below
+# reads each command as bash would into words (inside every `$(…)` too, where the lookups are)
+# and compares the steps of two findings of each shape that share nothing: a value after a space
+# must be the same in both and must expand nothing.
+
+Word = tuple[str, bool] | None  # (raw text, expands something); None: an operator between words
+
+
+def shell_words(text: str) -> list[list[Word]]:
+    """The words of a bash command line as raw text: the line's own, then each `$(…)`'s.
+
+    Enough bash for the generated commands: quotes, backslashes, `$(…)` (also in double quotes),
+    `${…}`, backticks, operators, subshells and comments.
+    """
+    lists: list[list[Word]] = []
+    _command_list(text, 0, lists, closing=False)
+    return lists
+
+
+def _command_list(text: str, i: int, lists: list[list[Word]], closing: bool) -> int:
+    words: list[Word] = []
+    lists.append(words)
+    depth = 0
+    while i < len(text):
+        c = text[i]
+        if c in " \t":
+            i += 1
+        elif c == "#":  # a comment runs to the end of the line
+            i = len(text)
+        elif c == ")" and closing and depth == 0:
+            return i + 1
+        elif c in ";|&<>()":
+            depth += {"(": 1, ")": -1}.get(c, 0)
+            words.append(None)
+            i += 1
+        else:
+            start, expands = i, False
+            while i < len(text) and text[i] not in " \t;|&<>()":
+                i, e = _word_part(text, i, lists)
+                expands |= e
+            words.append((text[start:i], expands))
+    assert not closing, f"unclosed $( in {text!r}"
+    return i
+
+
+def _word_part(text: str, i: int, lists: list[list[Word]]) -> tuple[int, bool]:
+    c = text[i]
+    if c == "\\":
+        return i + 2, False
+    if c == "'":
+        return text.index("'", i + 1) + 1, False
+    if c == "`":
+        return text.index("`", i + 1) + 1, True
+    if c == '"':
+        i, expands = i + 1, False
+        while text[i] != '"':
+            if text[i] == "\\":
+                i += 2
+            elif text[i] in "$`":
+                i, _ = _word_part(text, i, lists)
+                expands = True
+            else:
+                i += 1
+        return i + 1, expands
+    if text.startswith("$(", i):
+        return _command_list(text, i + 2, lists, closing=True), True
+    if text.startswith("${", i):
+        return text.index("}", i) + 1, True
+    return i + 1, c == "$"
+
+
+OPTION = re.compile(r"--[a-z][a-z0-9-]*")
+
+
+def spaced_values(text: str) -> set[tuple[str, str, bool]]:
+    """Every `--option value` with the value a separate word: (option, raw value, expands)."""
+    found = set()
+    for words in shell_words(text):
+        for word, following in itertools.pairwise(words):
+            if word is None or following is None or not OPTION.fullmatch(word[0]):
+                continue
+            if not OPTION.fullmatch(following[0]):  # not the next option of a bare flag
+                found.add((word[0], *following))
+    return found
+
+
+def test_the_scan_finds_a_value_after_a_space_wherever_it_is() -> None:
+    assert spaced_values("aws iam get-user --user-name -cmd --output text") == {
+        ("--user-name", "-cmd", False),
+        ("--output", "text", False),
+    }
+    inside = """( set -o pipefail; x=$(aws iam a --role-name "$r" --query 'A[?B==`"c d"`]') )"""
+    assert spaced_values(inside) == {
+        ("--role-name", '"$r"', True),
+        ("--query", "'A[?B==`\"c d\"`]'", False),
+    }
+    quoted = 'test "$(aws b --job-id "$(cat "$d/f")" --q x)" = 1 && aws c --x=y --flag && z'
+    assert spaced_values(quoted) == {("--job-id", '"$(cat "$d/f")"', True), ("--q", "x", False)}
+    assert spaced_values("aws c --flag  # add --suffix if needed") == set()
+
+
+def shapes(account: str, partition: str, name: str, path: str, word: str) -> list[Finding]:
+    """A finding of every shape the steps take, built from the given values."""
+    arn = f"arn:{partition}:iam::{account}"
+    user, role = f"{arn}:user{path}{name}", f"{arn}:role{path}{name}"
+    managed = f"{arn}:policy{path}{word}"
+    rec = Recommendation(
+        "SUCCEEDED",
+        (
+            RecommendedStep("CREATE_POLICY", managed, '{"Version":"2012-10-17","Statement":[]}'),
+            RecommendedStep("DETACH_POLICY", managed),
+            RecommendedStep("CREATE_POLICY", word, '{"Version":"2012-10-17","Statement":[]}'),
+            RecommendedStep("DETACH_POLICY", word),
+            RecommendedStep("CREATE_POLICY", f"{word}-known", "{}"),
+        ),
+    )
+    slr = f"{arn}:role/aws-service-role/{word}.amazonaws.com/{name}"
+    sso = f"{arn}:role/aws-reserved/sso.amazonaws.com/{word}/AWSReservedSSO_{name}_0a1b2c3d4e5f6a7b"
+    stack = {
+        STACK_NAME_TAG: word,
+        STACK_ID_TAG: f"arn:{partition}:cloudformation:{word}:{account}:stack/{word}/1",
+    }
+    day = datetime(2025, 3, 1, tzinfo=UTC)
+    K, P, R, U = (
+        FindingType.UNUSED_ACCESS_KEY,
+        FindingType.UNUSED_PASSWORD,
+        FindingType.UNUSED_ROLE,
+        FindingType.UNUSED_PERMISSION,
+    )
+    return [
+        Finding(K, account, user, access_key_ids=(f"AKIA{word}", f"AKIA{word}2")),
+        Finding(K, account, user),
+        Finding(K, account, user, last_accessed=day),
+        Finding(K, account, user, created_at=day),
+        Finding(P, account, user),
+        Finding(R, account, role),
+        Finding(R, account, slr),
+        Finding(U, account, slr),
+        Finding(R, account, sso),
+        Finding(U, account, sso),
+        Finding(U, account, role),
+        Finding(U, account, user, recommendation=Recommendation("FAILED", error=word)),
+        Finding(U, account, role, recommendation=rec, policy_documents={f"{word}-known": "{}"}),
+        Finding(U, account, user, recommendation=rec),
+        *(
+            Finding(t, account, user, access_key_ids=("AKIA1",), principal_tags=stack)
+            for t in (K, P)
+        ),
+        *(Finding(t, account, role, principal_tags=stack) for t in (R, U)),
+        Finding(R, account, role, principal_tags={STACK_NAME_TAG: word}),
+    ]
+
+
+PLAIN = shapes(A, "aws", "u", "/", "p")
+HOSTILE = shapes("222222222222", "aws-cn", "-n", "/-p$(id)'\"`x`*?/", "--x")
+
+
+@pytest.mark.parametrize(
+    ("plain", "hostile"),
+    list(zip(PLAIN, HOSTILE, strict=True)),
+    ids=[f"{n}-{f.type.value}-{f.principal_type}" for n, f in enumerate(PLAIN)],
+)
+def test_no_value_of_any_command_is_a_separate_word(plain: Finding, hostile: Finding) -> None:
+    """Every command and rollback of every shape: each value is `--option=value`."""
+    mine, theirs = steps(hostile), steps(plain)
+    assert len(mine) == len(theirs)
+    assert_valid(mine)
+    for step, twin in zip(mine, theirs, strict=True):
+        for text, twin_text in ((step.command, twin.command), (step.rollback, twin.rollback)):
+            constants = spaced_values(twin_text)
+            for option, value, expands in spaced_values(text):
+                assert not expands, f"{option} {value} is read at run time: use _opt\n{text}"
+                assert (option, value, expands) in constants, f"{option} {value} varies\n{text}"
+            # and the hostile values do reach the commands, each as one `--option=` word
+            assert "--x" not in shlex.split(text, comments=True)
+
+
+def test_values_beginning_with_a_dash_are_one_word_after_the_option() -> None:
+    finding = Finding(FindingType.UNUSED_PASSWORD, A, f"arn:aws:iam::{A}:user/-cmd")
+    _, delete = steps(finding)
+    assert delete.command == "aws iam delete-login-profile --user-name=-cmd"
+    words = shlex.split(delete.rollback)
+    assert words[words.index("create-login-profile") + 1] == "--user-name=-cmd"
 
 
 # --- partitions --------------------------------------------------------------------------------
@@ -211,12 +420,12 @@ def test_named_key_is_deactivated_then_deleted_and_only_that_key() -> None:
     )
     _, deactivate, delete = steps(finding)
     assert deactivate.command == (
-        "aws iam update-access-key --user-name u --access-key-id AKIAOLD --status Inactive"
+        "aws iam update-access-key --user-name=u --access-key-id=AKIAOLD --status Inactive"
     )
     assert deactivate.rollback == (
-        "aws iam update-access-key --user-name u --access-key-id AKIAOLD --status Active"
+        "aws iam update-access-key --user-name=u --access-key-id=AKIAOLD --status Active"
     )
-    assert delete.command == "aws iam delete-access-key --user-name u --access-key-id AKIAOLD"
+    assert delete.command == "aws iam delete-access-key --user-name=u --access-key-id=AKIAOLD"
     assert "grace period" in delete.title
     assert "security_credentials" in deactivate.console_url
 
@@ -246,7 +455,7 @@ def test_unknown_key_is_looked_up_by_last_use(
         FindingType.UNUSED_ACCESS_KEY, A, f"arn:aws:iam::{A}:user/u", **finding_kwargs
     )
     _, deactivate, delete = steps(finding)
-    assert "aws iam list-access-keys --user-name u" in deactivate.command
+    assert "aws iam list-access-keys --user-name=u" in deactivate.command
     assert "get-access-key-last-used" in deactivate.command
     assert cutoff in deactivate.command
     assert "--status Inactive" in deactivate.command
@@ -254,7 +463,7 @@ def test_unknown_key_is_looked_up_by_last_use(
     assert "--status Active" in deactivate.rollback
     assert '< "$d/deactivated-access-keys.txt"' in deactivate.rollback
     # only the keys the previous step recorded are deleted
-    assert 'delete-access-key --user-name u --access-key-id "$k"' in delete.command
+    assert 'delete-access-key --user-name=u --access-key-id="$k"' in delete.command
     assert '< "$d/deactivated-access-keys.txt"' in delete.command
     assert "list-access-keys" not in delete.command
 
@@ -262,8 +471,8 @@ def test_unknown_key_is_looked_up_by_last_use(
 def test_password_removal_has_a_rollback_with_a_new_password_to_reset() -> None:
     finding = Finding(FindingType.UNUSED_PASSWORD, A, f"arn:aws:iam::{A}:user/bob@x.org")
     _, delete = steps(finding)
-    assert delete.command == "aws iam delete-login-profile --user-name bob@x.org"
-    assert "aws iam create-login-profile --user-name bob@x.org" in delete.rollback
+    assert delete.command == "aws iam delete-login-profile --user-name=bob@x.org"
+    assert "aws iam create-login-profile --user-name=bob@x.org" in delete.rollback
     assert "--password-reset-required" in delete.rollback
     assert "access keys keep working" in delete.title
 
@@ -275,22 +484,22 @@ def test_plain_role_is_blocked_first_then_deleted_in_order() -> None:
     finding = Finding(FindingType.UNUSED_ROLE, A, f"arn:aws:iam::{A}:role/r")
     _, block, profiles, inline, managed, delete = steps(finding)
     assert block.command == (
-        "aws iam attach-role-policy --role-name r --policy-arn arn:aws:iam::aws:policy/AWSDenyAll"
+        "aws iam attach-role-policy --role-name=r --policy-arn=arn:aws:iam::aws:policy/AWSDenyAll"
     )
     assert block.rollback == block.command.replace("attach-role-policy", "detach-role-policy")
-    assert "list-instance-profiles-for-role --role-name r" in profiles.command
+    assert "list-instance-profiles-for-role --role-name=r" in profiles.command
     assert "remove-role-from-instance-profile" in profiles.command
     assert "add-role-to-instance-profile" in profiles.rollback
-    assert "list-role-policies --role-name r --query 'PolicyNames[]'" in inline.command
+    assert "list-role-policies --role-name=r --query 'PolicyNames[]'" in inline.command
     assert "get-role-policy" in inline.command and "delete-role-policy" in inline.command
     assert "put-role-policy" in inline.rollback
-    assert "list-attached-role-policies --role-name r" in managed.command
+    assert "list-attached-role-policies --role-name=r" in managed.command
     assert "detach-role-policy" in managed.command and "attach-role-policy" in managed.rollback
     # AWSDenyAll is detached last of all, after every other managed policy
-    assert managed.command.index("PolicyArn!='arn:aws:iam::aws:policy/AWSDenyAll'") < (
-        managed.command.rindex("--policy-arn arn:aws:iam::aws:policy/AWSDenyAll")
+    assert managed.command.index('?!ends_with(PolicyArn, `":iam::aws:policy/AWSDenyAll"`)') < (
+        managed.command.rindex("--policy-arn=arn:aws:iam::aws:policy/AWSDenyAll")
     )
-    assert delete.command.endswith("aws iam delete-role --role-name r )")
+    assert delete.command.endswith("aws iam delete-role --role-name=r )")
     assert "trust-policy.json" in delete.command and "create-role" in delete.rollback
     assert all(
         "--output text | tr '\\t' '\\n' | while read -r" in s.command
@@ -301,9 +510,9 @@ def test_plain_role_is_blocked_first_then_deleted_in_order() -> None:
 def test_service_linked_role_is_deleted_through_its_own_api() -> None:
     finding = Finding(FindingType.UNUSED_ROLE, A, SLR)
     _, delete, status = steps(finding)
-    assert "aws iam delete-service-linked-role --role-name AWSServiceRoleForECS" in delete.command
+    assert "aws iam delete-service-linked-role --role-name=AWSServiceRoleForECS" in delete.command
     assert "get-service-linked-role-deletion-status --deletion-task-id" in status.command
-    assert "create-service-linked-role --aws-service-name ecs.amazonaws.com" in delete.rollback
+    assert "create-service-linked-role --aws-service-name=ecs.amazonaws.com" in delete.rollback
     every = " ".join(s.command for s in steps(finding))
     assert "attach-role-policy" not in every and "delete-role " not in every
 
@@ -375,9 +584,9 @@ def test_recommendation_with_managed_and_inline_steps() -> None:
     titles = [s.title.split(" ")[0] for s in result]
     assert titles == ["Check", "Detach", "Save", "Create", "Attach", "Detach", "Add", "Save"]
     _, bedrock, fetch, create, attach, detach_s3, put_inline, delete_inline = result
-    role = "--role-name IAMRole_IA2_Blog_EC2Role"
+    role = "--role-name=IAMRole_IA2_Blog_EC2Role"
     bedrock_arn = "arn:aws:iam::aws:policy/AmazonBedrockReadOnly"
-    assert bedrock.command == f"aws iam detach-role-policy {role} --policy-arn {bedrock_arn}"
+    assert bedrock.command == f"aws iam detach-role-policy {role} --policy-arn={bedrock_arn}"
     assert "attach-role-policy" in bedrock.rollback
     assert (
         "/policies/details/arn%3Aaws%3Aiam%3A%3Aaws%3Apolicy%2FAmazonBedrockReadOnly"
@@ -385,7 +594,7 @@ def test_recommendation_with_managed_and_inline_steps() -> None:
     )
     # before unknown for the managed policy: a step fetches the live version and diffs it
     assert (
-        "aws iam get-policy --policy-arn arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess"
+        "aws iam get-policy --policy-arn=arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess"
         in fetch.command
     )
     assert "get-policy-version" in fetch.command and "diff -u" in fetch.command
@@ -394,10 +603,10 @@ def test_recommendation_with_managed_and_inline_steps() -> None:
     new_name = "IAMRole_IA2_Blog_EC2Role-AmazonS3ReadOnlyAccess-recommended"
     new_arn = f"arn:aws:iam::{A}:policy/{new_name}"
     assert args_after(create.command, "--policy-name") == [new_name]
-    assert create.rollback == f"aws iam delete-policy --policy-arn {new_arn}"
-    assert attach.command == f"aws iam attach-role-policy {role} --policy-arn {new_arn}"
-    assert attach.rollback == f"aws iam detach-role-policy {role} --policy-arn {new_arn}"
-    assert detach_s3.command.endswith("--policy-arn arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess")
+    assert create.rollback == f"aws iam delete-policy --policy-arn={new_arn}"
+    assert attach.command == f"aws iam attach-role-policy {role} --policy-arn={new_arn}"
+    assert attach.rollback == f"aws iam detach-role-policy {role} --policy-arn={new_arn}"
+    assert detach_s3.command.endswith("--policy-arn=arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess")
     # inline: the before is known, so the diff is in the detail and no fetch step is needed
     assert args_after(put_inline.command, "--policy-document") == [rec.steps[3].recommended_policy]
     assert "put-role-policy" in put_inline.command and "delete-role-policy" in put_inline.rollback
@@ -419,7 +628,7 @@ def test_fetch_step_diffs_against_the_cli_formatted_recommendation() -> None:
         FindingType.UNUSED_PERMISSION, A, f"arn:aws:iam::{A}:user/u", recommendation=rec
     )
     fetch = steps(finding)[1]
-    assert "aws iam get-user-policy --user-name u --policy-name Inline" in fetch.command
+    assert "aws iam get-user-policy --user-name=u --policy-name=Inline" in fetch.command
     # one printf argument per line, indented as the CLI prints JSON, so the diff is line by line
     assert (
         "printf '%s\\n' '{' '    \"Version\": \"2012-10-17\",' '    \"Statement\": []' '}'"
@@ -427,7 +636,7 @@ def test_fetch_step_diffs_against_the_cli_formatted_recommendation() -> None:
     )
     put = steps(finding)[2]
     assert put.command.startswith(
-        "aws iam put-user-policy --user-name u --policy-name Inline-recommended"
+        "aws iam put-user-policy --user-name=u --policy-name=Inline-recommended"
     )
 
 
@@ -458,7 +667,7 @@ def test_without_recommendation_the_unused_services_and_actions_are_listed() -> 
         "    s3:PutBucketPolicy (2024-05-06)",
         "- dynamodb (never)",
     ]
-    assert review.command.startswith("aws iam list-attached-role-policies --role-name r")
+    assert review.command.startswith("aws iam list-attached-role-policies --role-name=r")
     assert "generate-service-last-accessed-details" in last_accessed.command
     assert review.rollback == last_accessed.rollback == READ_ONLY
 

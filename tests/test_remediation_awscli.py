@@ -4,6 +4,13 @@ Each step's command runs in its own `bash -c`, as a reader pasting them one by o
 working directory of its own (the steps keep their backups there). boto3 then checks what IAM
 holds. moto has no `AWSDenyAll` (real AWS does): the test adds a stand-in to moto's AWS managed
 policies; the product's commands are the ones real AWS gets.
+
+The names and paths are hostile but ones IAM accepts (botocore's IAM model): names match
+`[\\w+=,.@-]+`, so they may begin with `-`, `=`, `+` or `@` (the CLI would read a separate word
+beginning with `-` as an option); user and role paths may hold any printable ASCII but a space
+(quotes, `$(…)`, backticks, globs); policy paths only `[A-Za-z0-9.,+@=_-]`. Values IAM rejects
+(spaces) must be one word to the shell too: tests/test_remediation.py checks them with `shlex`
+and `bash -n`.
 """
 
 from __future__ import annotations
@@ -22,8 +29,8 @@ import boto3
 import pytest
 
 from reporter.links import links_for
-from reporter.models import Finding, FindingType, RemediationStep
-from reporter.remediation import remediation_for
+from reporter.models import Finding, FindingType, Recommendation, RecommendedStep, RemediationStep
+from reporter.remediation import READ_ONLY, remediation_for
 
 pytest.importorskip(
     "awscli", reason="awscli (a dev dependency) is not installed: pip install -e '.[dev]'"
@@ -142,14 +149,14 @@ def test_the_guard_stops_in_another_account(shell: Any) -> None:
 
 
 def test_access_key_named_by_the_source_is_deactivated_then_deleted(iam: Any, shell: Any) -> None:
-    user = "ci=deploy+bot@team-a"
-    iam.create_user(UserName=user, Path="/odd path?/")
+    user, path = "-ci=deploy+bot@team-a", "/-odd'$(id)\"`x`*?/"
+    iam.create_user(UserName=user, Path=path)
     unused = iam.create_access_key(UserName=user)["AccessKey"]["AccessKeyId"]
     other = iam.create_access_key(UserName=user)["AccessKey"]["AccessKeyId"]
     finding = Finding(
         FindingType.UNUSED_ACCESS_KEY,
         ACCOUNT,
-        f"arn:aws:iam::{ACCOUNT}:user/odd path?/{user}",
+        f"arn:aws:iam::{ACCOUNT}:user{path}{user}",
         access_key_ids=(unused,),
     )
     guard, deactivate, delete = steps_for(finding)
@@ -165,7 +172,7 @@ def test_access_key_named_by_the_source_is_deactivated_then_deleted(iam: Any, sh
 
 def test_access_key_looked_up_when_the_source_names_none(iam: Any, shell: Any) -> None:
     """Security Hub carries no key id: the step picks keys by last use and records them."""
-    user = "asff+user=1"
+    user = "=asff+user"
     iam.create_user(UserName=user)
     stale = iam.create_access_key(UserName=user)["AccessKey"]["AccessKeyId"]
     fresh = iam.create_access_key(UserName=user)["AccessKey"]["AccessKeyId"]  # IAM allows two
@@ -197,8 +204,10 @@ def test_access_key_looked_up_when_the_source_names_none(iam: Any, shell: Any) -
     assert key_status(iam, user) == {fresh: "Active", never: "Active"}
 
 
-def test_console_password_is_removed_and_rollback_restores_sign_in(iam: Any, shell: Any) -> None:
-    user = "alice@example.com"
+@pytest.mark.parametrize("user", ["alice@example.com", "-cmd", "--x", "-n", "+plus", "@at", "=eq"])
+def test_console_password_is_removed_and_rollback_restores_sign_in(
+    iam: Any, shell: Any, user: str
+) -> None:
     iam.create_user(UserName=user)
     iam.create_login_profile(UserName=user, Password="Initial-Passw0rd!")
     finding = Finding(FindingType.UNUSED_PASSWORD, ACCOUNT, f"arn:aws:iam::{ACCOUNT}:user/{user}")
@@ -239,12 +248,12 @@ def role_state(iam: Any, role: str, profile: str) -> dict[str, Any]:
 
 def test_plain_role_is_blocked_then_deleted_and_rollbacks_restore_it(iam: Any, shell: Any) -> None:
     add_deny_all_stand_in()
-    role, path, profile = "app=web+svc@x-y", "/team$(id)`x`'q'/", "profile=web+1"
+    # A profile named `-n`: recorded with `echo`, it would print nothing and never come back.
+    role, path, profile = "-app=web+svc@x-y", "/-team$(id)`x`'q'\"*/", "-n"
     iam.create_role(RoleName=role, Path=path, AssumeRolePolicyDocument=json.dumps(TRUST))
-    # A policy path with glob characters: the loops must not let the shell expand them.
     policy_arn = iam.create_policy(
-        PolicyName="read+only",
-        Path="/p*th?/",
+        PolicyName="-read+only",
+        Path="/-p=+@/",
         PolicyDocument=json.dumps(
             {
                 "Version": "2012-10-17",
@@ -257,7 +266,7 @@ def test_plain_role_is_blocked_then_deleted_and_rollbacks_restore_it(iam: Any, s
         "Version": "2012-10-17",
         "Statement": [{"Effect": "Allow", "Action": "sqs:*", "Resource": "*"}],
     }
-    iam.put_role_policy(RoleName=role, PolicyName="queue=all", PolicyDocument=json.dumps(inline))
+    iam.put_role_policy(RoleName=role, PolicyName="-queue=all", PolicyDocument=json.dumps(inline))
     iam.create_instance_profile(InstanceProfileName=profile)
     iam.add_role_to_instance_profile(InstanceProfileName=profile, RoleName=role)
     before = role_state(iam, role, profile)
@@ -284,3 +293,66 @@ def test_plain_role_is_blocked_then_deleted_and_rollbacks_restore_it(iam: Any, s
     for step in reversed(steps[1:]):
         shell(step.rollback)
     assert role_state(iam, role, profile) == before
+
+
+def policies_of(iam: Any, role: str) -> dict[str, Any]:
+    return {
+        "managed": sorted(
+            p["PolicyArn"]
+            for p in iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"]
+        ),
+        "inline": {
+            n: iam.get_role_policy(RoleName=role, PolicyName=n)["PolicyDocument"]
+            for n in iam.list_role_policies(RoleName=role)["PolicyNames"]
+        },
+    }
+
+
+def test_recommended_policies_replace_the_unused_permissions_and_rollbacks_restore_them(
+    iam: Any, shell: Any
+) -> None:
+    """Unused permissions of role `@svc`: a managed policy `-wide` and an inline `-inline`."""
+    role, path = "@svc", "/-ops'$(id)/"
+    iam.create_role(RoleName=role, Path=path, AssumeRolePolicyDocument=json.dumps(TRUST))
+    wide = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+    }
+    narrow = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}],
+    }
+    managed = iam.create_policy(PolicyName="-wide", Path="/-p=+@/", PolicyDocument=json.dumps(wide))
+    managed_arn = managed["Policy"]["Arn"]
+    iam.attach_role_policy(RoleName=role, PolicyArn=managed_arn)
+    iam.put_role_policy(RoleName=role, PolicyName="-inline", PolicyDocument=json.dumps(wide))
+    before = policies_of(iam, role)
+    rec = Recommendation(
+        "SUCCEEDED",
+        (
+            RecommendedStep("CREATE_POLICY", managed_arn, json.dumps(narrow)),
+            RecommendedStep("DETACH_POLICY", managed_arn),
+            RecommendedStep("CREATE_POLICY", "-inline", json.dumps(narrow)),
+            RecommendedStep("DETACH_POLICY", "-inline"),
+        ),
+    )
+    finding = Finding(
+        FindingType.UNUSED_PERMISSION,
+        ACCOUNT,
+        f"arn:aws:iam::{ACCOUNT}:role{path}{role}",
+        recommendation=rec,
+    )
+    steps = steps_for(finding)
+    for step in steps:
+        shell(step.command)
+    new_arn = f"arn:aws:iam::{ACCOUNT}:policy/@svc--wide-recommended"
+    assert policies_of(iam, role) == {
+        "managed": [new_arn],
+        "inline": {"-inline-recommended": narrow},
+    }
+    for step in reversed(steps):
+        if step.rollback != READ_ONLY:
+            shell(step.rollback)
+    assert policies_of(iam, role) == before
+    with pytest.raises(iam.exceptions.NoSuchEntityException):
+        iam.get_policy(PolicyArn=new_arn)

@@ -209,16 +209,20 @@ class Verification:
     missing: tuple[str, ...]
     changed: tuple[str, ...]
     extra: tuple[str, ...]
+    # What makes the container itself untrustworthy (an exported zip's duplicate entries,
+    # hidden bytes, …), one sentence each.
+    invalid: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
-        return not (self.missing or self.changed or self.extra)
+        return not (self.missing or self.changed or self.extra or self.invalid)
 
     def lines(self) -> list[str]:
         """`missing: PATH` etc., one line per difference, in a stable order."""
         return [
             f"{label}: {path}"
             for label, paths in (
+                ("invalid", self.invalid),
                 ("missing", self.missing),
                 ("changed", self.changed),
                 ("extra", self.extra),
