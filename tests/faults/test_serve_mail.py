@@ -13,6 +13,7 @@ distinct per message and the manifest's.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -206,3 +207,48 @@ def test_serve_killed_mid_data_and_restarted_delivers_each_recipient_once(
                     p.send_signal(signal.SIGTERM)
                     p.wait(60)
         check_outcome(server, state_url, tmp_path / "out", round_id)
+
+
+def holder_pid(state_url: str) -> int | None:
+    engine = open_engine(state_url)
+    try:
+        state = RunLock(engine).get(JOB_ID)
+    finally:
+        engine.dispose()
+    if state is None or state.state != "running":
+        return None
+    return int(state.holder.split(":")[1])  # host:pid:random (ledger.default_holder)
+
+
+def test_replicas_one_stopped_before_the_slot_one_killed_during_it_run_it_once(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    slot = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=25)
+    round_id = slot_round(JOB_ID, slot)
+    with holding_server() as (server, port):
+        misbehave(server)
+        server.hold.set()
+        replicas = {n: replica(tmp_path, port, postgres_url, slot, n) for n in "abc"}
+        try:
+            for p in replicas.values():  # each has started serving
+                assert p.stdout is not None and '"serving"' in p.stdout.readline()
+            replicas["a"].send_signal(signal.SIGTERM)  # stopped before the slot
+            assert replicas["a"].wait(60) == 0
+            until(server.holding.is_set, "a DATA in flight")
+            pid = holder_pid(postgres_url)
+            (killed,) = [n for n, p in replicas.items() if p.pid == pid]
+            replicas[killed].send_signal(signal.SIGKILL)  # killed during it
+            replicas[killed].wait(30)
+            server.go.set()
+            until(lambda: settled(postgres_url, round_id), "the slot to settle")
+            (survivor,) = [n for n in "bc" if n != killed]
+        finally:
+            for p in replicas.values():
+                if p.poll() is None:
+                    p.send_signal(signal.SIGTERM)
+                    p.wait(60)
+        check_outcome(server, postgres_url, tmp_path / "out", round_id)
+        # The slot ran to its end once, on the survivor.
+        out = replicas[survivor].stdout
+        finished = [json.loads(line) for line in (out.read() if out else "").splitlines()]
+        assert [r["round"] for r in finished if "run_id" in r] == [round_id]
