@@ -21,7 +21,11 @@ from .models import (
 
 
 def sort_items(items: Iterable[ReportItem]) -> tuple[ReportItem, ...]:
-    return tuple(sorted(items, key=lambda i: (-i.priority, i.finding.key)))
+    """Highest priority first; organization access after every actionable finding whatever its
+    score (priority already puts it low; this keeps it there for a custom score)."""
+    return tuple(
+        sorted(items, key=lambda i: (i.organization_access is not None, -i.priority, i.finding.key))
+    )
 
 
 def by_owner(
@@ -99,6 +103,7 @@ def summarise(
     resolved: Sequence[ResolvedFinding] = (),
     notices: Sequence[ExceptionNotice] = (),
     trend: Sequence[TrendPoint] = (),
+    organization_access_notes: Sequence[str] = (),
 ) -> OrgSummary:
     return OrgSummary(
         context=context,
@@ -111,4 +116,5 @@ def summarise(
         resolved=tuple(resolved),
         exception_notices=tuple(notices),
         trend=tuple(trend),
+        organization_access_notes=tuple(organization_access_notes),
     )
