@@ -57,6 +57,7 @@ class OwnerRank:
     oldest_days: int | None
     sla_breached: int = 0
     new: int = 0
+    organization_access: int = 0
 
 
 @dataclass(frozen=True)
@@ -201,6 +202,7 @@ def _rank(report: OwnerReport) -> OwnerRank:
         oldest_days=max(ages) if ages else None,
         sla_breached=sum(1 for i in report.items if i.sla_breached),
         new=sum(1 for i in report.items if i.new),
+        organization_access=sum(1 for i in report.items if i.organization_access is not None),
     )
 
 
