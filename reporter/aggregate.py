@@ -22,7 +22,11 @@ from .models import (
 
 
 def sort_items(items: Iterable[ReportItem]) -> tuple[ReportItem, ...]:
-    return tuple(sorted(items, key=lambda i: (-i.priority, i.finding.key)))
+    """Highest priority first; organization access after every actionable finding whatever its
+    score (priority already puts it low; this keeps it there for a custom score)."""
+    return tuple(
+        sorted(items, key=lambda i: (i.organization_access is not None, -i.priority, i.finding.key))
+    )
 
 
 def by_owner(
@@ -101,6 +105,7 @@ def summarise(
     notices: Sequence[ExceptionNotice] = (),
     trend: Sequence[TrendPoint] = (),
     lookalikes: Sequence[tuple[Lookalike, int]] = (),
+    organization_access_notes: Sequence[str] = (),
 ) -> OrgSummary:
     return OrgSummary(
         context=context,
@@ -114,4 +119,5 @@ def summarise(
         exception_notices=tuple(notices),
         trend=tuple(trend),
         lookalikes=tuple(sorted(lookalikes, key=lambda x: (-x[1], x[0].product, x[0].account_id))),
+        organization_access_notes=tuple(organization_access_notes),
     )

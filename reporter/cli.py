@@ -159,6 +159,21 @@ def _demo(out: Path, seed: int, accounts: int) -> int:
                     "home_region": sandbox.home_region,
                     "delegated_admin_role_arn": sandbox.delegated_admin_role_arn,
                     "member_role_name": sandbox.member_role_name,
+                    "security_tooling_accounts": [sandbox.security_account_id],
+                },
+                "remediation": {
+                    "protected_principals": [
+                        {
+                            "arn": "arn:aws:iam::*:role/break-glass-*",
+                            "reason": "Break-glass administrator role for incidents; the "
+                            "security team holds its credentials",
+                        },
+                        {
+                            "arn": "arn:aws:iam::*:role/admin-breakglass*",
+                            "reason": "Break-glass administrator role of the account team, "
+                            "sealed in the incident runbook",
+                        },
+                    ]
                 },
                 "sources": {
                     "security_hub": {"enabled": True},
@@ -180,8 +195,26 @@ def _demo(out: Path, seed: int, accounts: int) -> int:
 
 def _demo_exceptions(sandbox: Sandbox) -> list[dict[str, object]]:
     """One approved exception, so the demo shows the excepted section and an expiry notice."""
+    from .sandbox.data import (
+        BREAK_GLASS_ROLE,
+        CONTROL_TOWER_ROLES,
+        ORG_ACCESS_ROLE,
+        STACKSET_ROLE,
+        TRUSTED_BY_MANAGEMENT_ROLE,
+    )
+
+    # Not one of the organization access roles: those are handled apart, exception or not.
+    kept = {ORG_ACCESS_ROLE, STACKSET_ROLE, TRUSTED_BY_MANAGEMENT_ROLE, BREAK_GLASS_ROLE}
+    kept.update(CONTROL_TOWER_ROLES)
     role = next(
-        (e for e in sandbox.reportable if e.finding_type == "UnusedIAMRole" and e.owner), None
+        (
+            e
+            for e in sandbox.reportable
+            if e.finding_type == "UnusedIAMRole"
+            and e.owner
+            and e.principal_arn.rsplit("/", 1)[-1] not in kept
+        ),
+        None,
     )
     if role is None:
         return []

@@ -37,7 +37,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from .cache import DetailsCache
 from .config import Settings
 from .discover import Verdict, combine_coverage, coverage_for
-from .models import Account, AccountCoverage, RawRecord
+from .models import Account, AccountCoverage, ObservationWindow, RawRecord
+from .orgaccess import SERVICE_LINKED_ANALYZER, SERVICE_LINKED_DAYS, analyzer_window
 from .ratelimit import Rate
 from .session import SessionFactory
 from .sources.access_analyzer import (
@@ -122,6 +123,8 @@ class Collection:
     telemetry: TelemetryReport | None = None
     # Records a source dropped by its own client-side filter, by reason (counted as skipped).
     skipped: Mapping[str, int] = field(default_factory=dict)
+    # What "unused" was measured over, per source that was read (`orgaccess.window_for`).
+    windows: Mapping[str, ObservationWindow] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -170,6 +173,7 @@ class _Run:
     skipped: Counter[str] = field(default_factory=Counter)
     totals: dict[str, int | None] = field(default_factory=dict)
     caches: list[DetailsCache] = field(default_factory=list)
+    windows: dict[str, ObservationWindow] = field(default_factory=dict)
 
     def page(self, source: str, records: int) -> None:
         stats = self.sessions.telemetry.source(source, pages=1, records=records)
@@ -216,6 +220,7 @@ def collect(
         coverage=tuple(sorted([*coverage, *out_of_scope], key=lambda c: c.account_id)),
         telemetry=report,
         skipped=dict(run.skipped),
+        windows=dict(run.windows),
     )
 
 
@@ -257,6 +262,7 @@ def _org_phase(run: _Run, accounts: Sequence[Account], progress: Progress) -> No
     region = org.home_region
     analyzer = _analyzer_source(run, admin) if "access_analyzer" in wanted else None
     info = _analyzer_info(run, admin, analyzer)
+    _windows(run, wanted, info)
     built: list[tuple[_OrgSource, Callable[[], Verdict]]] = []
     if "security_hub" in wanted:
         hub = SecurityHubSource(
@@ -300,6 +306,25 @@ def _org_phase(run: _Run, accounts: Sequence[Account], progress: Progress) -> No
         telemetry.count_cache("recommendations_unfinished", counts.recommendations_unfinished)
         if analyzer.denied:
             run.failures["access_analyzer.recommendations"] = analyzer.denied
+
+
+def _windows(run: _Run, wanted: Sequence[str], info: AnalyzerInfo | None) -> None:
+    """The observation window of each organization-wide source: Access Analyzer and Security
+    Hub CSPM relay the analyzer's (its `unusedAccessAge`, or 90 days fixed when it is Security
+    Hub's service-linked analyzer); the new Security Hub's unused findings come from its
+    service-linked analyzer (reference §2.10)."""
+    created = info.created_at.date() if info and info.created_at else None
+    window = analyzer_window(
+        info.tracking_days if info else None, info.managed_by if info else "", created
+    )
+    for name in wanted:
+        if name == "security_hub_v2":
+            since = created if info and info.managed_by else None
+            run.windows[name] = ObservationWindow(
+                SERVICE_LINKED_DAYS, SERVICE_LINKED_ANALYZER, since
+            )
+        else:
+            run.windows[name] = window
 
 
 def _drain(run: _Run, source: _OrgSource) -> str:
@@ -426,6 +451,7 @@ def _account_phase(run: _Run, accounts: Sequence[Account], progress: Progress) -
     if source is None:
         return
     name = source.name
+    run.windows[name] = ObservationWindow(int(getattr(iam, "unused_after_days", 90)), "iam")
     run.totals[name] = len(targets)
     targeted = {a.id for a in targets}
     outcome: dict[str, str] = {}

@@ -388,6 +388,17 @@ class OrganizationSettings(_Section):
         "UnusedAccessReporterReadOnly",
         description="Name of the read-only IAM role assumed in member accounts.",
     )
+    account_access_role_name: IamRoleName = Field(
+        "OrganizationAccountAccessRole",
+        description="Name of the role AWS Organizations created in member accounts for the "
+        "management account (the default name unless the organization chose another); its "
+        "findings are organization access, never to be deleted.",
+    )
+    security_tooling_accounts: tuple[AccountId, ...] = Field(
+        (),
+        description="Account ids (quoted) of the security-tooling accounts: a role whose trust "
+        "policy trusts one of them (or the management account) is organization access.",
+    )
     external_id: ExternalId | None = Field(
         None,
         description="External id passed to AssumeRole, if the roles require one; "
@@ -1135,6 +1146,40 @@ def _check_rules(
             seen[rule.id] = where
 
 
+class ProtectedPrincipalSettings(_Section):
+    """A principal the organization keeps on purpose (break-glass): never to be deleted."""
+
+    arn: ArnGlob = Field(
+        description="Principal ARNs by glob: `*` is any text, `/` included, `?` one character, "
+        "e.g. `arn:aws:iam::*:role/break-glass-*`; required."
+    )
+    reason: Annotated[str, AfterValidator(_non_blank)] = Field(
+        description="Why it is kept (shown beside every finding it matches); required."
+    )
+
+
+class RemediationSettings(_Section):
+    protected_principals: tuple[ProtectedPrincipalSettings, ...] = Field(
+        (),
+        description="Organization access principals of your own (break-glass users and roles): "
+        "arn (glob) and reason. Their findings get no deletion commands; they are listed for "
+        "the security team.",
+    )
+    read_trust_policies: bool = Field(
+        True,
+        description="Read the trust policy of every role with a finding through the member "
+        "role (iam:GetRole), to recognise roles the management or a security-tooling account "
+        "may assume.",
+    )
+    exception_days: int = Field(
+        180,
+        ge=1,
+        le=3650,
+        description="Expiry, in days from the run, of the exception the reports suggest for an "
+        "organization access principal (1–3650; at most exceptions.max_days_ahead is applied).",
+    )
+
+
 class EvidenceStoreKind(StrEnum):
     LOCAL = "local"
     S3 = "s3"
@@ -1337,6 +1382,10 @@ class Settings(_Section):
     exceptions: ExceptionsSettings = Field(
         default_factory=ExceptionsSettings,
         description="Approved exceptions: findings reported as excepted until they expire.",
+    )
+    remediation: RemediationSettings = Field(
+        default_factory=RemediationSettings,
+        description="Organization access principals: recognised, never given deletion commands.",
     )
     evidence: EvidenceSettings = Field(
         default_factory=EvidenceSettings,

@@ -53,6 +53,17 @@ def fetch_organization(org: Any) -> OrganizationData:
     return OrganizationData(accounts=accounts, parents=parents, tags=tags)
 
 
+def management_account_id(data: OrganizationData) -> str | None:
+    """The management account, read from any account's ARN, which names it:
+    `arn:aws:organizations::<management account>:account/o-…/<account>` (the Organizations
+    ARN format; no extra call, no extra permission). None when no ARN says."""
+    for account in data.accounts:
+        parts = str(account.get("Arn", "")).split(":")
+        if len(parts) >= 6 and parts[2] == "organizations" and parts[4].isdigit():
+            return parts[4]
+    return None
+
+
 def _walk(
     org: Any,
     parent_id: str,

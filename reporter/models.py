@@ -139,6 +139,8 @@ class Finding:
     # Existing policy id (ARN or inline name) -> its JSON text, where a source fetched it;
     # the "before" side of a recommendation diff.
     policy_documents: Mapping[str, str] = field(default_factory=dict)
+    # A role's trust policy (JSON text) where the member role read it (GetRole); "" = not read.
+    trust_policy: str = ""
 
     @property
     def key(self) -> str:
@@ -159,6 +161,36 @@ class Finding:
     @property
     def principal_name(self) -> str:
         return self.principal_arn.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class ObservationWindow:
+    """What "unused" was measured over: the period the source looks back, and since when.
+
+    `source` names where the number comes from: `analyzer_configuration` (the analyzer's
+    `unusedAccessAge`), `service_linked_analyzer` (Security Hub's analyzer, fixed 90 days),
+    `iam` (`sources.iam.unused_after_days` over IAM's last-used data) or `unknown`.
+    """
+
+    days: int | None
+    source: str
+    # When the analyzer was created (Access Analyzer) or since when IAM tracks; None = unknown.
+    since: date | None = None
+
+
+@dataclass(frozen=True)
+class OrganizationAccess:
+    """Why a principal holds the organization together and must not be removed.
+
+    `kind`: `organizations_account_access`, `control_tower`, `stacksets_execution`,
+    `reporter`, `protected` (config `remediation.protected_principals`) or `trusts_management`
+    (its trust policy trusts the management or a security-tooling account).
+    """
+
+    kind: str
+    reason: str
+    # The AWS documentation that names the role, or "" for the organization's own principals.
+    source_doc: str = ""
 
 
 @dataclass(frozen=True)
@@ -225,6 +257,10 @@ class ReportItem:
     sla_days: int | None = None
     sla_breached: bool = False
     new: bool = False
+    # Set when the principal is organization access: reviewed with the security team, never
+    # removed by following the report.
+    organization_access: OrganizationAccess | None = None
+    window: ObservationWindow | None = None
 
 
 @dataclass(frozen=True)
@@ -341,6 +377,8 @@ class OrgSummary:
     trend: tuple[TrendPoint, ...] = ()
     # Quarantined look-alikes by who produced them, with how many: a warning for the team.
     lookalikes: tuple[tuple[Lookalike, int], ...] = ()
+    # What the organization access check could not see (trust policies not read, and why).
+    organization_access_notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

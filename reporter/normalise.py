@@ -9,6 +9,7 @@ raises on bad input; one broken record never stops a run.
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -345,7 +346,15 @@ def from_iam(record: Mapping[str, Any]) -> Finding | Skip:
         sources=(SourceRef("iam", f"{match.group(1)}/{kind}/{principal_arn}"),),
         principal_tags={str(k): str(v) for k, v in tags.items()},
         attached_policies=tuple(sorted({str(p) for p in policies})),
+        trust_policy=_document_text(record.get("trust_policy")),
     )
+
+
+def _document_text(document: Any) -> str:
+    """A policy document as JSON text (keys sorted, so equal documents are equal text)."""
+    if isinstance(document, Mapping):
+        return json.dumps(document, sort_keys=True, ensure_ascii=False)
+    return document if isinstance(document, str) else ""
 
 
 # --- OCSF (the new Security Hub, GetFindingsV2) -------------------------------------------
@@ -653,6 +662,7 @@ def merge(a: Finding, b: Finding) -> Finding:
         recommendation=a.recommendation or b.recommendation,
         attached_policies=tuple(sorted({*a.attached_policies, *b.attached_policies})),
         policy_documents={**b.policy_documents, **a.policy_documents},
+        trust_policy=a.trust_policy or b.trust_policy,
     )
 
 

@@ -11,7 +11,7 @@ import logging
 import secrets
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,13 @@ from .config import Settings, config_digest
 from .contacts import ContactsResult, fetch_security_contacts
 from .deliver.driver import Preview, close_deliverer, open_deliverer
 from .deliver.message import PDF_TYPE, XLSX_TYPE, Attachment
-from .discover import Scope, fetch_organization, parse_accounts, split_scope
+from .discover import (
+    Scope,
+    fetch_organization,
+    management_account_id,
+    parse_accounts,
+    split_scope,
+)
 from .enrich import enrich, unknown_account
 from .errors import CollectionError, StateError, UsageError
 from .evidence import RunFolder, publish_run
@@ -50,6 +56,9 @@ from .models import (
     owner_slug,
 )
 from .normalise import normalise
+from .orgaccess import Rules as OrganizationRules
+from .orgaccess import classify
+from .orgaccess import rules_from_settings as organization_rules
 from .owners import OwnerRules, needs_contacts, resolve_owner, rules_from_settings
 from .render.data import findings_data_chunks
 from .render.environment import make_environment
@@ -57,6 +66,7 @@ from .render.parallel import OwnerFilesRendered, render_owner_files
 from .render.pdf import PdfLimits, render_summary_pdf
 from .render.xlsx import SummaryWorkbook
 from .session import SessionFactory
+from .sources.trust import read_trust_policies
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +128,7 @@ def _run(
     out_of_scope: list[AccountCoverage] = []
     caller: dict[str, Any] = {}
     org_session: boto3.Session | None = None
+    management_id: str | None = None
     if deps.files:
         collection = collect_files(deps.files, deps.progress)
     elif sessions is None:
@@ -128,6 +139,7 @@ def _run(
             org_session = sessions.assume(org.management_role_arn)
         org_data = fetch_organization(sessions.client("organizations", org_session))
         accounts = parse_accounts(org_data)
+        management_id = management_account_id(org_data)
         assess, out_of_scope = split_scope(accounts, _scope(settings))
         caller = sessions.client("sts").get_caller_identity()
         collection = collect(
@@ -194,6 +206,8 @@ def _run(
         )
         for account_id, why in contacts.failed.items():
             log.warning("SECURITY contact of %s not readable: %s", account_id, why)
+    org_rules = organization_rules(settings, management_id)
+    findings, org_notes = _trust_policies(settings, deps, findings, org_rules)
     exceptions = apply_exceptions(
         findings,
         rules_from_settings_exceptions(settings.exceptions),
@@ -212,6 +226,15 @@ def _run(
         sla_days={t.value: d for t, d in settings.reports.sla_days.items()},
         contacts=contacts.contacts,
         contact_errors=contacts.failed,
+        organization=org_rules,
+        windows=collection.windows,
+        exception_approver=(settings.owners.security_team or rules.fallback or ("",))[0],
+        exception_expires=(
+            context.generated_at
+            + timedelta(
+                days=min(settings.remediation.exception_days, settings.exceptions.max_days_ahead)
+            )
+        ).date(),
     )
     resolved = resolved_findings(changes)
     reports = by_owner(
@@ -236,6 +259,7 @@ def _run(
         lookalikes=tuple(
             Counter(q.lookalike for q in normalised.quarantined if q.lookalike).items()
         ),
+        organization_access_notes=org_notes,
     )
 
     # The findings, items and reports live until the run ends and hold no reference cycles.
@@ -366,6 +390,50 @@ def _run(
     finally:
         history.dispose()
     return result
+
+
+def _trust_policies(
+    settings: Settings,
+    deps: Dependencies,
+    findings: list[Finding],
+    rules: OrganizationRules,
+) -> tuple[list[Finding], tuple[str, ...]]:
+    """Findings with the trust policy of each role not recognised by name (read through the
+    member role), and what could not be read, for the security team's list."""
+    roles: dict[str, dict[str, str]] = {}
+    for f in findings:
+        if f.principal_type == "role" and not f.trust_policy and classify(f, rules) is None:
+            roles.setdefault(f.account_id, {})[f.principal_arn] = f.principal_name
+    if not roles:
+        return findings, ()
+    count = sum(len(r) for r in roles.values())
+    if deps.files or deps.sessions is None:
+        return findings, (
+            f"Trust policies of {count} role(s) were not read (exported files, no AWS access): "
+            "they were recognised by name only.",
+        )
+    if not settings.remediation.read_trust_policies:
+        return findings, (
+            f"Trust policies of {count} role(s) were not read (remediation.read_trust_policies "
+            "is false): they were recognised by name only.",
+        )
+    deps.progress(f"reading trust policies of {count} role(s) in {len(roles)} account(s)")
+    read = read_trust_policies(
+        deps.sessions,
+        settings.organization.member_role_name,
+        {account: sorted(names.items()) for account, names in roles.items()},
+        settings.collection.workers,
+    )
+    notes = tuple(
+        f"Trust policies of {len(roles[account])} role(s) in account {account} were not read "
+        f"({why}): they were recognised by name only."
+        for account, why in sorted(read.failures.items())
+    )
+    docs = read.documents
+    return [
+        replace(f, trust_policy=docs[f.principal_arn]) if f.principal_arn in docs else f
+        for f in findings
+    ], notes
 
 
 def _written(folder: RunFolder, relpath: str) -> bytes:

@@ -15,6 +15,9 @@
   finding's attached policies or the policies an Access Analyzer recommendation names.
 - excepted: an approved exception keeps the finding visible but drops it to at most 19, below
   every active finding (an active one scores at least 20). An expired exception is not excepted.
+- organization access (`reporter.orgaccess`: the roles that hold the organization together,
+  protected principals): the same 19 %, so they sort below every actionable finding; they are
+  for review with the security team, not for removal.
 """
 
 from __future__ import annotations
@@ -52,11 +55,16 @@ def broad_policies(finding: Finding) -> tuple[str, ...]:
     return tuple(names)
 
 
-def priority(finding: Finding, unused_days: int | None, excepted: bool = False) -> int:
+def priority(
+    finding: Finding,
+    unused_days: int | None,
+    excepted: bool = False,
+    organization_access: bool = False,
+) -> int:
     if unused_days is None:
         staleness = STALENESS_UNKNOWN
     else:
         staleness = max(0, min(unused_days, 365)) * STALENESS_MAX // 365
     broad = max((BROAD_WEIGHT[name] for name in broad_policies(finding)), default=0)
     score = min(100, TYPE_WEIGHT[finding.type] + staleness + broad)
-    return score * EXCEPTED_PERCENT // 100 if excepted else score
+    return score * EXCEPTED_PERCENT // 100 if excepted or organization_access else score

@@ -38,7 +38,7 @@ import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from shlex import quote
 from typing import overload
 
@@ -47,10 +47,12 @@ from .models import (
     Finding,
     FindingType,
     Links,
+    OrganizationAccess,
     Recommendation,
     RecommendedStep,
     RemediationStep,
 )
+from .orgaccess import KIND_LABELS, suggested_exception
 
 READ_ONLY = "Read-only: nothing to undo"
 STACK_NAME_TAG = "aws:cloudformation:stack-name"
@@ -872,3 +874,155 @@ def _detach(p: _Principal, rs: RecommendedStep) -> RemediationStep:
             f"{p.iam('put')} {name} " + _opt("policy-document", _Sh('"file://$d/inline/$n.json"')),
         ),
     )
+
+
+# --- organization access -----------------------------------------------------------------------
+#
+# Principals that hold the organization together (`reporter.orgaccess`): never deleted, never
+# trimmed by following the report. Their steps are read-only: what the principal is, its trust
+# policy and permissions, and its recent use in CloudTrail; the detail says how to keep it on the
+# record (an exception) or tighten it with the security team. Tightening (trust conditions, a
+# permissions boundary, alerting) needs decisions the report cannot make - which principal may
+# assume it, what it must still be able to do, where alerts go - so it is described, not scripted.
+
+
+class OrganizationAccessRemediation(Sequence[RemediationStep]):
+    """`Remediation`'s counterpart for an organization access principal (same interface)."""
+
+    __slots__ = ("access", "approver", "expires", "finding", "links")
+
+    def __init__(
+        self,
+        finding: Finding,
+        links: Links,
+        access: OrganizationAccess,
+        approver: str = "",
+        expires: date | None = None,
+    ) -> None:
+        self.finding = finding
+        self.links = links
+        self.access = access
+        self.approver = approver
+        self.expires = expires
+
+    def steps(self) -> tuple[RemediationStep, ...]:
+        return organization_access_steps(
+            self.finding, self.links, self.access, self.approver, self.expires
+        )
+
+    def __iter__(self) -> Iterator[RemediationStep]:
+        return iter(self.steps())
+
+    def __len__(self) -> int:
+        return len(self.steps())
+
+    @overload
+    def __getitem__(self, index: int) -> RemediationStep: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[RemediationStep, ...]: ...
+    def __getitem__(self, index: int | slice) -> RemediationStep | tuple[RemediationStep, ...]:
+        return self.steps()[index]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence):
+            return self.steps() == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.steps())
+
+    def __repr__(self) -> str:
+        return f"OrganizationAccessRemediation({self.steps()!r})"
+
+    def __reduce__(
+        self,
+    ) -> tuple[
+        type[OrganizationAccessRemediation],
+        tuple[Finding, Links, OrganizationAccess, str, date | None],
+    ]:
+        return OrganizationAccessRemediation, (
+            self.finding,
+            self.links,
+            self.access,
+            self.approver,
+            self.expires,
+        )
+
+
+def organization_access_steps(
+    finding: Finding,
+    links: Links,
+    access: OrganizationAccess,
+    approver: str = "",
+    expires: date | None = None,
+) -> tuple[RemediationStep, ...]:
+    """Read-only review steps and the keep-or-tighten guidance; no command changes anything."""
+    p = _Principal.of(finding, links)
+    label = KIND_LABELS.get(access.kind, access.kind)
+    if p.kind == "role":
+        inspect = (
+            f"aws iam get-role {p.flag} --query 'Role.{{Trust:AssumeRolePolicyDocument,"
+            "LastUsed:RoleLastUsed,Boundary:PermissionsBoundary}' --output json && "
+            f"aws iam list-attached-role-policies {p.flag} --output table"
+        )
+    else:
+        inspect = (
+            f"aws iam get-user {p.flag} --output json && aws iam list-access-keys {p.flag} "
+            f"--output table && aws iam list-mfa-devices {p.flag} --output table"
+        )
+    arn = quote(finding.principal_arn)
+    return (
+        _guard(p),
+        RemediationStep(
+            title=f"{p.who.capitalize()} is organization access ({label}): keep it; do not "
+            "remove it or its permissions. Review its trust, permissions and last use with the "
+            "security team",
+            command=inspect,
+            console_url=links.console,
+            rollback=READ_ONLY,
+            detail=_organization_access_detail(p, access, approver, expires),
+        ),
+        RemediationStep(
+            title=f"See who used {p.who} recently (CloudTrail event history, the last 90 days, "
+            "in this Region; us-east-1 also holds global-endpoint sign-ins and AssumeRole calls)",
+            command="aws cloudtrail lookup-events --lookup-attributes "
+            f"AttributeKey=ResourceName,AttributeValue={arn} --max-results 50 --query "
+            "'Events[].[EventTime,EventName,Username]' --output table",
+            console_url=links.console,
+            rollback=READ_ONLY,
+        ),
+    )
+
+
+def _organization_access_detail(
+    p: _Principal, access: OrganizationAccess, approver: str, expires: date | None
+) -> str:
+    lines = [f"What it is for: {access.reason}"]
+    if access.source_doc:
+        lines.append(f"AWS documentation: {access.source_doc}")
+    lines += ["", "Keep it on the record: add this exception (owner: the security team"]
+    lines[-1] += f", {approver})" if approver else ")"
+    lines.append(
+        suggested_exception(
+            p.f,
+            access,
+            approver or "security-team@example.com",
+            expires or date.today() + timedelta(days=180),
+        )
+    )
+    lines += ["", "Or tighten it, with the security team (each needs a decision, so no command):"]
+    if p.kind == "role":
+        lines += [
+            "- trust policy: allow only the named administrator role, not the whole trusted "
+            "account (an aws:PrincipalArn condition), and require MFA where people assume it;",
+            "- a permissions boundary that keeps what the role is for and nothing more;",
+            "- an alert on every use: an EventBridge rule on CloudTrail AssumeRole events for "
+            f"{p.f.principal_arn}, to the security team.",
+        ]
+    else:
+        lines += [
+            "- MFA on the user, no access keys, and a password kept in the break-glass safe;",
+            "- an alert on every use: an EventBridge rule on CloudTrail ConsoleLogin events for "
+            f"{p.f.principal_arn}, to the security team.",
+        ]
+    return "\n".join(lines)

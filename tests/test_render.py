@@ -451,7 +451,7 @@ def test_findings_json_validates_and_matches_items(report: OwnerReport) -> None:
     jsonschema = pytest.importorskip("jsonschema")
     document = json.loads(data.findings_json(report.items, report.context))
     jsonschema.validate(document, FINDINGS_SCHEMA, format_checker=jsonschema.FormatChecker())
-    assert document["schema_version"] == data.SCHEMA_VERSION == 2
+    assert document["schema_version"] == data.SCHEMA_VERSION == 3
     assert document["run_id"] == fx.RUN_ID
     assert document["generated_at"] == "2025-03-10T06:30:00Z"
     findings = document["findings"]

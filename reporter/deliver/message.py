@@ -214,11 +214,14 @@ def build_message(
 ) -> EmailMessage:
     """The owner's message. `links` replace attachments too large to send; `message_key` (the
     delivery round) makes the Message-ID, so a re-send after a crash carries the same one."""
-    by_type = Counter(item.finding.type.label for item in report.items)
+    # Organization access is counted apart and never among the actions (reporter.orgaccess).
+    work = [i for i in report.items if i.organization_access is None]
+    by_type = Counter(item.finding.type.label for item in work)
     values: dict[str, object] = {
         "report": report,
         "by_type": sorted(by_type.items()),
-        "top": report.items[:TOP_ACTIONS],
+        "top": work[:TOP_ACTIONS],
+        "organization_access": [i for i in report.items if i.organization_access is not None],
         "attachments": attachments,
         "links": links,
         "sla_breached": sum(1 for i in report.items if i.sla_breached),
@@ -252,11 +255,15 @@ def build_summary_message(
 ) -> EmailMessage:
     """The organization summary for one member of the security team, with this run's
     undelivered messages listed so nobody's silence goes unnoticed."""
-    by_type = Counter(item.finding.type.label for item in summary.items)
+    work = [i for i in summary.items if i.organization_access is None]
+    access = [i for i in summary.items if i.organization_access is not None]
+    by_type = Counter(item.finding.type.label for item in work)
     in_scope = [c for c in summary.coverage if c.in_scope]
     values: dict[str, object] = {
         "summary": summary,
         "by_type": sorted(by_type.items()),
+        "organization_access": access,
+        "organization_access_top": access[:TOP_ACTIONS],
         "top_owners": summary.owners[:TOP_ACTIONS],
         "covered": sum(1 for c in in_scope if c.covered),
         "in_scope": len(in_scope),

@@ -15,6 +15,8 @@ from typing import Any
 from reporter.aggregate import sort_items
 from reporter.models import (
     ExceptionMatch,
+    ObservationWindow,
+    OrganizationAccess,
     Recommendation,
     RemediationStep,
     ReportItem,
@@ -22,7 +24,8 @@ from reporter.models import (
 )
 
 # 2: exception, recommendation, SLA, new, owner notes, policy documents, step detail.
-SCHEMA_VERSION = 2
+# 3: organization_access, observation_window.
+SCHEMA_VERSION = 3
 
 # Spreadsheet programs treat a cell starting with one of these as a formula (OWASP "CSV
 # injection"); tab and carriage return are on the list because Excel strips them and then
@@ -64,6 +67,12 @@ FLAT_COLUMNS: tuple[str, ...] = (
     "exception_approved_by",
     "exception_expires",
     "exception_expired",
+    "organization_access_kind",
+    "organization_access_reason",
+    "organization_access_source_doc",
+    "observation_window_days",
+    "observation_window_source",
+    "observation_window_since",
     "access_key_ids",
     "unused_services",
     "unused_actions",
@@ -179,7 +188,23 @@ def finding_record(item: ReportItem) -> dict[str, Any]:
             for s in f.sources
         ],
         "exception": exception_record(item.exception),
+        "organization_access": organization_access_record(item.organization_access),
+        "observation_window": window_record(item.window),
     }
+
+
+def organization_access_record(access: OrganizationAccess | None) -> dict[str, Any] | None:
+    """Why the principal is organization access (`reporter.orgaccess`), or None."""
+    if access is None:
+        return None
+    return {"kind": access.kind, "reason": access.reason, "source_doc": _or_null(access.source_doc)}
+
+
+def window_record(window: ObservationWindow | None) -> dict[str, Any]:
+    """What "unused" was measured over; `{"days": null, "source": "unknown"}` when not known."""
+    if window is None:
+        return {"days": None, "source": "unknown", "since": None}
+    return {"days": window.days, "source": window.source, "since": iso_date(window.since)}
 
 
 def step_record(step: RemediationStep) -> dict[str, Any]:
@@ -303,6 +328,8 @@ def flat_record(record: dict[str, Any]) -> dict[str, Any]:
     links = record["links"]
     flat = {k: record[k] for k in _SCALARS}
     exception = record["exception"] or {}
+    access = record["organization_access"] or {}
+    window = record["observation_window"]
     flat.update(
         owner_notes="\n".join(record["owner_notes"]),
         exception_id=exception.get("id"),
@@ -310,6 +337,12 @@ def flat_record(record: dict[str, Any]) -> dict[str, Any]:
         exception_approved_by=exception.get("approved_by"),
         exception_expires=exception.get("expires"),
         exception_expired=exception.get("expired"),
+        organization_access_kind=access.get("kind"),
+        organization_access_reason=access.get("reason"),
+        organization_access_source_doc=access.get("source_doc"),
+        observation_window_days=window["days"],
+        observation_window_source=window["source"],
+        observation_window_since=window["since"],
         access_key_ids="; ".join(details["access_key_ids"]),
         unused_services="; ".join(
             f"{s['namespace']} ({_last_used(s['last_accessed'])})" for s in services

@@ -26,7 +26,14 @@ from jinja2 import (
 from markupsafe import Markup
 
 from reporter.errors import RenderError
-from reporter.models import ExceptionNotice, FindingType, RemediationStep
+from reporter.models import (
+    ExceptionNotice,
+    FindingType,
+    ObservationWindow,
+    OrganizationAccess,
+    RemediationStep,
+)
+from reporter.orgaccess import KIND_LABELS, window_text
 from reporter.remediation import READ_ONLY
 from reporter.render.data import iso_datetime, linkable, step_detail
 
@@ -80,6 +87,9 @@ def make_environment(template_dir: Path | None = None) -> Environment:
         step_detail=step_detail,
         type_label=type_label,
         notice_state=notice_state,
+        window_text=window_text,
+        window_short=window_short,
+        access_label=access_label,
     )
     env.tests["linkable"] = linkable
     env.tests["read_only"] = read_only
@@ -99,6 +109,22 @@ def notice_state(notice: ExceptionNotice) -> str:
     if notice.kind == "expired":
         return f"expired on {expires}; the findings it covered are active again"
     return f"matches no finding (expires {expires}); remove it from the configuration"
+
+
+def window_short(window: ObservationWindow | None) -> str:
+    """`90-day window (analyzer)`: the observation window on a one-line finding."""
+    if window is None or window.days is None:
+        return "window unknown"
+    where = {
+        "analyzer_configuration": "analyzer",
+        "service_linked_analyzer": "Security Hub analyzer",
+        "iam": "IAM",
+    }.get(window.source, window.source)
+    return f"{window.days}-day window ({where})"
+
+
+def access_label(access: OrganizationAccess) -> str:
+    return KIND_LABELS.get(access.kind, access.kind)
 
 
 def type_label(value: str) -> str:

@@ -170,10 +170,12 @@ def html_to_pdf(html: str) -> bytes:
 def owner_values(report: OwnerReport, limits: PdfLimits = DEFAULT_LIMITS) -> dict[str, Any]:
     """What owner_report.html.j2 sees (documented at the top of the template)."""
     items = report.items
+    # Organization access is counted and listed apart; everything else is about the rest.
+    work = views.actionable(items)
     # Highest priority first, whatever order the report came in: "Start here" takes the top.
-    open_items = views.active(sort_items(items))
-    accounts = views.by_account(items, report.accounts)
-    ages = [i.unused_days for i in items if i.unused_days is not None]
+    open_items = views.active(sort_items(work))
+    accounts = views.by_account(work, report.accounts)
+    ages = [i.unused_days for i in work if i.unused_days is not None]
     managers = sorted({i.owner.manager for i in items if i.sla_breached and i.owner.manager})
     resolved = sorted(report.resolved, key=lambda r: (r.account_id, r.principal_arn, r.type))
     exception_ids = {i.exception.id for i in items if i.exception is not None}
@@ -182,16 +184,19 @@ def owner_values(report: OwnerReport, limits: PdfLimits = DEFAULT_LIMITS) -> dic
         "context": report.context,
         "owner": report.owner,
         "totals": {
-            "findings": len(items),
+            "findings": len(work),
             "accounts": len(accounts),
             "accounts_with_findings": sum(1 for a in accounts if a.count),
+            "organization_access": len(items) - len(work),
         },
-        "status": views.by_status(items),
-        "attention": views.attention(items),
-        "by_type": views.by_type(items),
+        "status": views.by_status(work),
+        "attention": views.attention(work),
+        "by_type": views.by_type(work),
         "by_account": accounts[:SUMMARY_ACCOUNTS],
         "more_accounts": max(0, len(accounts) - SUMMARY_ACCOUNTS),
-        "oldest": views.oldest(items, SUMMARY_OLDEST),
+        "oldest": views.oldest(work, SUMMARY_OLDEST),
+        "organization_access": views.organization_access(items),
+        "windows": views.windows(items),
         "sla_breaches": views.sla_breaches(items, SUMMARY_SLA),
         "manager": ", ".join(managers) or None,
         "resolved": tuple(resolved[:SUMMARY_RESOLVED]),
@@ -212,18 +217,25 @@ def owner_values(report: OwnerReport, limits: PdfLimits = DEFAULT_LIMITS) -> dic
 def summary_values(summary: OrgSummary) -> dict[str, Any]:
     """What summary_report.html.j2 sees (documented at the top of the template)."""
     items = views.all_items(summary)
+    work = views.actionable(items)
+    access = views.organization_access(items)
     return {
         "summary": summary,
         "context": summary.context,
         "totals": {
-            "findings": len(items),
+            "findings": len(work),
             "owners": len(summary.owners),
             "unowned": len(summary.unowned),
             "resolved": len(summary.resolved),
+            "organization_access": len(access),
         },
-        "status": views.by_status(items),
-        "attention": views.attention(items),
-        "by_type": views.by_type(items),
+        "status": views.by_status(work),
+        "attention": views.attention(work),
+        "by_type": views.by_type(work),
+        "organization_access": access[:SUMMARY_UNOWNED],
+        "more_organization_access": max(0, len(access) - SUMMARY_UNOWNED),
+        "organization_access_notes": summary.organization_access_notes,
+        "windows": views.windows(items),
         "owners": views.owner_ranking(summary),
         "unowned": summary.unowned[:SUMMARY_UNOWNED],
         "more_unowned": max(0, len(summary.unowned) - SUMMARY_UNOWNED),

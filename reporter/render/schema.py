@@ -154,6 +154,33 @@ FINDING_SCHEMA: dict[str, Any] = _object(
                 }
             )
         ),
+        "organization_access": _nullable(
+            _object(
+                {
+                    "kind": {
+                        "enum": [
+                            "organizations_account_access",
+                            "control_tower",
+                            "stacksets_execution",
+                            "reporter",
+                            "protected",
+                            "trusts_management",
+                        ]
+                    },
+                    "reason": {"type": "string"},
+                    "source_doc": _nullable(_URL),
+                }
+            )
+        ),
+        "observation_window": _object(
+            {
+                "days": _nullable({"type": "integer", "minimum": 1}),
+                "source": {
+                    "enum": ["analyzer_configuration", "service_linked_analyzer", "iam", "unknown"]
+                },
+                "since": _nullable(_DATE),
+            }
+        ),
     }
 )
 

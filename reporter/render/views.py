@@ -19,6 +19,7 @@ from reporter.models import (
     ReportItem,
     TrendPoint,
 )
+from reporter.orgaccess import window_text
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class OwnerRank:
     oldest_days: int | None
     sla_breached: int = 0
     new: int = 0
+    organization_access: int = 0
 
 
 @dataclass(frozen=True)
@@ -200,6 +202,7 @@ def _rank(report: OwnerReport) -> OwnerRank:
         oldest_days=max(ages) if ages else None,
         sla_breached=sum(1 for i in report.items if i.sla_breached),
         new=sum(1 for i in report.items if i.new),
+        organization_access=sum(1 for i in report.items if i.organization_access is not None),
     )
 
 
@@ -239,3 +242,22 @@ def all_items(summary: OrgSummary) -> tuple[ReportItem, ...]:
     """
     seen = {i.finding.key for i in summary.items}
     return summary.items + tuple(i for i in summary.unowned if i.finding.key not in seen)
+
+
+def actionable(items: Iterable[ReportItem]) -> tuple[ReportItem, ...]:
+    """Findings an owner may act on: everything but organization access."""
+    return tuple(i for i in items if i.organization_access is None)
+
+
+def organization_access(items: Iterable[ReportItem]) -> tuple[ReportItem, ...]:
+    """Organization access findings (`reporter.orgaccess`), by account, principal and type:
+    counted apart, listed for the security team, never given deletion commands."""
+    found = [i for i in items if i.organization_access is not None]
+    found.sort(key=lambda i: (i.finding.account_id, i.finding.principal_name, i.finding.type))
+    return tuple(found)
+
+
+def windows(items: Iterable[ReportItem]) -> tuple[str, ...]:
+    """The observation windows of these findings, as sentences, the most common first."""
+    counts = Counter(window_text(i.window) for i in items)
+    return tuple(text for text, _ in sorted(counts.items(), key=lambda c: (-c[1], c[0])))

@@ -120,6 +120,12 @@ _FINDING_WIDTHS = {
     "exception_approved_by": 24,
     "exception_expires": 16,
     "exception_expired": 16,
+    "organization_access_kind": 22,
+    "organization_access_reason": 50,
+    "organization_access_source_doc": 40,
+    "observation_window_days": 12,
+    "observation_window_source": 22,
+    "observation_window_since": 14,
     "access_key_ids": 24,
     "unused_services": 30,
     "unused_actions": 40,
@@ -145,6 +151,8 @@ _FINDING_KINDS = {
     "new": "bool",
     "sla_breached": "bool",
     "exception_expired": "bool",
+    "observation_window_days": "int",
+    "observation_window_since": "date",
     "age_days": "int",
     "sla_days": "int",
     "link_console": "link",
@@ -373,6 +381,28 @@ def _attention(sheet: _Summary, items: Sequence[ReportItem], resolved: int) -> N
     sheet.row("Exception expired (active again)", figures.exception_expired)
 
 
+def _organization_access(sheet: _Summary, items: Sequence[ReportItem]) -> None:
+    """Organization access, counted apart and listed for the security team (no commands)."""
+    access = views.organization_access(items)
+    sheet.row("Organization access (review with the security team)", len(access))
+    if not access:
+        return
+    sheet.section(
+        "Organization access: principal", "Account id", "Kind", "Owner", "Why it stays", "Source"
+    )
+    for item in access:
+        a = item.organization_access
+        assert a is not None
+        sheet.row(
+            item.finding.principal_arn,
+            item.finding.account_id,
+            a.kind,
+            item.owner.owner,
+            a.reason,
+            _link(a.source_doc) if a.source_doc else None,
+        )
+
+
 def _owner_figures(sheet: _Summary, report: OwnerReport) -> None:
     items = report.items
     cover = views.coverage(report.coverage)
@@ -384,6 +414,7 @@ def _owner_figures(sheet: _Summary, report: OwnerReport) -> None:
     _counts(sheet, "By type", views.by_type(items))
     _counts(sheet, "By status", (views.Count(k, v) for k, v in views.by_status(items).items()))
     _counts(sheet, "By account", views.by_account(items, report.accounts), "Account id")
+    _organization_access(sheet, items)
 
 
 def _org_figures(sheet: _Summary, summary: OrgSummary, items: Sequence[ReportItem]) -> None:
@@ -402,6 +433,9 @@ def _org_figures(sheet: _Summary, summary: OrgSummary, items: Sequence[ReportIte
     sheet.section("Owner", "Accounts", "Findings", "Active", "Past SLA", "Longest unused (days)")
     for r in views.owner_ranking(summary):
         sheet.row(r.owner, r.accounts, r.findings, r.active, r.sla_breached, r.oldest_days)
+    _organization_access(sheet, items)
+    for note in summary.organization_access_notes:
+        sheet.row(note)
 
 
 def _trend(sheet: _Summary, summary: OrgSummary) -> None:
@@ -435,7 +469,9 @@ def _usage_notes(sheet: _Summary) -> None:
         "Findings: one row per finding. Record your decision in the Decision column "
         f"({' / '.join(DECISIONS)}) and why in Reason.",
         "Remediation: the commands that remove each finding, in order, with their rollback. "
-        "Run them in the account named on the row.",
+        "Run them in the account named on the row. Organization access findings "
+        "(organization_access_kind) have read-only steps only: keep them under the suggested "
+        "exception or tighten them with the security team.",
         "Exceptions: approved exceptions that cover findings, and exceptions that expire soon, "
         "have expired or match nothing.",
         "Coverage: accounts that could not be assessed; findings in them are missing.",

@@ -27,6 +27,14 @@ MEMBER_ROLE_NAME = "UnusedAccessReporterReadOnly"
 ADMIN_ROLE_NAME = "UnusedAccessReporterFindingsReader"
 ORG_ACCESS_ROLE = "OrganizationAccountAccessRole"
 VENDOR_ROLE = "vendor-audit-access"
+# Organization access roles besides OrganizationAccountAccessRole (reporter.orgaccess), one
+# group per account of the first active members: (role name, trusted by management?, admin?).
+# `central-operations-access` matches no built-in name: only its trust policy (the management
+# account) tells what it is. `break-glass-admin` is the demo's protected principal.
+CONTROL_TOWER_ROLES = ("AWSControlTowerExecution", "aws-controltower-ReadOnlyExecutionRole")
+STACKSET_ROLE = "AWSCloudFormationStackSetExecutionRole"
+TRUSTED_BY_MANAGEMENT_ROLE = "central-operations-access"
+BREAK_GLASS_ROLE = "break-glass-admin"
 # The analyzer reports access unused for at least this many days (its "tracking period").
 TRACKING_DAYS = 30
 ANALYZER_AGE_DAYS = 420
@@ -170,11 +178,17 @@ def build_plan(spec: SandboxSpec, management_id: str, now: datetime) -> OrgPlan:
     members = _members(rng, member_ids, leaves)
     active = [a for a in members if a.state == "ACTIVE"]
     vendor_account = active[len(active) // 2].id
+    extra = _organization_roles(spec, active, management_id, security_id)
     principals: list[PrincipalPlan] = []
     findings: list[FindingPlan] = []
     for account in members:
         account_principals, account_findings = _AccountGenerator(
-            spec, account, management_id, now, vendor_role=account.id == vendor_account
+            spec,
+            account,
+            management_id,
+            now,
+            vendor_role=account.id == vendor_account,
+            organization_roles=extra.get(account.id, ()),
         ).generate()
         principals.extend(account_principals)
         findings.extend(account_findings)
@@ -189,6 +203,25 @@ def build_plan(spec: SandboxSpec, management_id: str, now: datetime) -> OrgPlan:
         findings=tuple(findings),
         external=_external_findings(rng, active, principals, now),
     )
+
+
+def _organization_roles(
+    spec: SandboxSpec, active: Sequence[Account], management_id: str, security_id: str
+) -> dict[str, tuple[tuple[str, str, bool], ...]]:
+    """Account id -> (role, trusted account, admin) for the organization access roles; only in
+    the realistic default mix (scale runs keep their exact finding counts)."""
+    if spec.findings_per_account is not None or len(active) < 4:
+        return {}
+    groups = (
+        (
+            (CONTROL_TOWER_ROLES[0], management_id, True),
+            (CONTROL_TOWER_ROLES[1], security_id, False),
+        ),
+        ((STACKSET_ROLE, management_id, True),),
+        ((TRUSTED_BY_MANAGEMENT_ROLE, management_id, True),),
+        ((BREAK_GLASS_ROLE, security_id, True),),
+    )
+    return {account.id: group for account, group in zip(active, groups, strict=False)}
 
 
 def _account_ids(rng: random.Random, count: int, management_id: str) -> list[str]:
@@ -321,8 +354,10 @@ class _AccountGenerator:
         now: datetime,
         *,
         vendor_role: bool = False,
+        organization_roles: tuple[tuple[str, str, bool], ...] = (),
     ):
         self.vendor_role = vendor_role
+        self.organization_roles = organization_roles
         self.rng = random.Random(f"sandbox/{spec.seed}/{account.id}")
         self.spec = spec
         self.account = account
@@ -351,6 +386,17 @@ class _AccountGenerator:
             # The fixed principals (reporter, SSO, service-linked...) come first; always make them.
             if len(findings) >= self.target and len(principals) >= 6:
                 break
+        # Organization access roles, unused as they are by design, from a random stream of their
+        # own so that every other principal of the account stays as it was.
+        main = self.rng
+        self.rng = random.Random(f"sandbox/{self.spec.seed}/{self.account.id}/organization-access")
+        try:
+            for name, trusted, admin in self.organization_roles:
+                principal, types = self._role(name, trust=trusted, admin=admin, used_bias=0.0)
+                principals.append(principal)
+                findings.extend(self._finding(principal, t) for t in types)
+        finally:
+            self.rng = main
         return principals, findings
 
     def _principals(self) -> Iterator[tuple[PrincipalPlan, list[str]]]:

@@ -15,7 +15,8 @@ only the last ones are waited for at the end. The record carries the recommendat
 `recommendationType` occur; `normalise` reads either).
 
 `analyzer()` describes the analyzer (GetAnalyzer): its type (an ACCOUNT_UNUSED_ACCESS analyzer
-covers only its own account), the accounts its configuration excludes, and its tracking period.
+covers only its own account), the accounts its configuration excludes, its tracking period, when
+it was created and, for a service-linked analyzer, who manages it (the observation window).
 """
 
 from __future__ import annotations
@@ -61,6 +62,10 @@ class AnalyzerInfo:
     tracking_days: int | None = None
     excluded_accounts: frozenset[str] = frozenset()
     note: str = ""  # why type/exclusions are unknown, when they are
+    # Set only on service-linked analyzers (e.g. `securityhubv2.amazonaws.com`): their tracking
+    # period is fixed at 90 days, whatever the configuration says.
+    managed_by: str = ""
+    created_at: datetime | None = None
 
     @property
     def account_id(self) -> str:
@@ -112,11 +117,14 @@ def describe_analyzer(client: Any, arn: str) -> AnalyzerInfo:
     for rule in (unused.get("analysisRule") or {}).get("exclusions") or ():
         excluded.update(str(a) for a in rule.get("accountIds") or ())
     age = unused.get("unusedAccessAge")
+    created = analyzer.get("createdAt")
     return AnalyzerInfo(
         arn=str(analyzer.get("arn") or arn),
         type=str(analyzer.get("type") or ""),
         tracking_days=int(age) if isinstance(age, int) else None,
         excluded_accounts=frozenset(excluded),
+        managed_by=str(analyzer.get("managedBy") or ""),
+        created_at=created if isinstance(created, datetime) else None,
     )
 
 

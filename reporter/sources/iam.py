@@ -43,6 +43,8 @@ Record shape (`RawRecord.payload`, parsed by `normalise.from_iam`; times ISO 860
      "access_keys": [{"id": "AKIA…" | "", "slot": 1, "created_at": time,
          "last_used": time | null, "last_used_region": "", "last_used_service": ""}],
      "password_last_used": time | null (passwords only), "last_used_region": "" (roles),
+     "trust_policy": {…} | null (roles: GetRole's AssumeRolePolicyDocument, for
+         `reporter.orgaccess`),
      "tags": {"key": "value"}, "attached_policies": ["arn:aws:iam::aws:policy/…"]}
 
 A part of an account the source cannot read (a bad date in a row, columns missing) becomes
@@ -54,11 +56,13 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import unquote
 
 from botocore.exceptions import ClientError
 
@@ -309,8 +313,21 @@ def role_finding(role: Mapping[str, Any], rule: Rule) -> _Flagged | None:
         created,
         last_used,
         rule.unused_since(created, last_used),
-        extra={"last_used_region": str(last_used_info.get("Region") or "")},
+        extra={
+            "last_used_region": str(last_used_info.get("Region") or ""),
+            "trust_policy": _trust_policy(role.get("AssumeRolePolicyDocument")),
+        },
     )
+
+
+def _trust_policy(document: Any) -> Any:
+    """GetRole's trust policy: boto3 hands it over parsed; the raw API URL-encodes the JSON."""
+    if isinstance(document, str):
+        try:
+            return json.loads(unquote(document))
+        except ValueError:
+            return None
+    return document if isinstance(document, dict) else None
 
 
 def _aware(value: Any) -> datetime | None:
