@@ -38,8 +38,8 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from .deliver.driver import DeliveryCancelled
 from .deliver.ledger import Ledger, default_holder
-from .errors import ReporterError
-from .statedb import open_engine, schema_change, state_error
+from .errors import ReporterError, StateError
+from .statedb import guarded, open_engine, schema_change, state_error
 
 log = logging.getLogger(__name__)
 JOB_ID = "unused-access-report"
@@ -153,6 +153,7 @@ class RunLock:
         except SQLAlchemyError as exc:
             raise state_error(engine, "create the run lock table", exc) from exc
 
+    @guarded("read the run lock")
     def get(self, name: str) -> LockState | None:
         with self._engine.connect() as conn:
             row = conn.execute(select(run_locks).where(run_locks.c.name == name)).first()
@@ -170,6 +171,7 @@ class RunLock:
             reason=row.reason or "",
         )
 
+    @guarded("take the run lock")
     def acquire(
         self, name: str, slot: datetime, holder: str, now: datetime, lease: timedelta
     ) -> tuple[bool, str]:
@@ -215,6 +217,7 @@ class RunLock:
             return False, "another replica took the lock first"
         return True, ""
 
+    @guarded("renew the run lock")
     def renew(self, name: str, holder: str, now: datetime, lease: timedelta) -> bool:
         with self._engine.begin() as conn:
             result = conn.execute(
@@ -228,6 +231,7 @@ class RunLock:
             )
         return result.rowcount == 1
 
+    @guarded("release the run lock")
     def release(
         self, name: str, holder: str, now: datetime, state: str, run_id: str = "", reason: str = ""
     ) -> None:
@@ -410,8 +414,8 @@ class Service:
             try:
                 if not self.lock.renew(self.name, self.holder, self.clock(), self.lease):
                     log.error("run lock lost: another replica may take this slot over")
-            except SQLAlchemyError as exc:
-                log.error("run lock not renewed (%s)", type(exc).__name__)
+            except StateError as exc:
+                log.error("run lock not renewed: %s", one_line(exc))
 
     # -- the scheduler -------------------------------------------------------------------------
 

@@ -8,9 +8,11 @@ backend, the host and the user, never the whole URL: it may hold a password.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.engine import URL, Engine, make_url
@@ -102,10 +104,22 @@ def open_engine(url: str) -> Engine:
         ) from exc
 
 
+# What SQLite says of a damaged file (a corrupted page or header): not a problem of rights.
+_DAMAGED = ("malformed", "not a database", "file is encrypted", "disk i/o error")
+
+
 def state_error(engine: Engine, doing: str, exc: Exception) -> StateError:
     """`exc` (from the driver) as a StateError naming what failed, with a hint; the URL's
     password never appears (the driver's own messages name host and user only)."""
     advice = hint(engine.url)
+    said = str(getattr(exc, "orig", exc) or "").strip().splitlines()
+    reason = said[0] if said else ""
+    if engine.url.get_backend_name() == "sqlite" and any(d in reason.lower() for d in _DAMAGED):
+        return StateError(
+            f"cannot {doing}: {where(engine.url)} is damaged ({reason})\n"
+            "    hint: restore the file from a backup; or move it aside and run again to start "
+            "a new one (first-seen dates restart, and this round's mail may go out again)"
+        )
     if engine.url.get_backend_name() != "sqlite" and not isinstance(exc, OperationalError):
         # Connected, but a statement was refused: most often the role's rights.
         advice = (
@@ -115,6 +129,30 @@ def state_error(engine: Engine, doing: str, exc: Exception) -> StateError:
     return StateError(
         f"cannot {doing}: {where(engine.url)} ({type(exc).__name__})\n    hint: {advice}"
     )
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def guarded(
+    doing: str,
+) -> Callable[[Callable[Concatenate[Any, P], R]], Callable[Concatenate[Any, P], R]]:
+    """A store's method whose driver errors become a StateError saying what it was `doing`
+    (the store keeps its engine in `_engine`): a damaged or unreachable database is explained,
+    never a driver traceback."""
+
+    def wrap(method: Callable[Concatenate[Any, P], R]) -> Callable[Concatenate[Any, P], R]:
+        @functools.wraps(method)
+        def inner(self: Any, /, *args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return method(self, *args, **kwargs)
+            except SQLAlchemyError as exc:
+                raise state_error(self._engine, doing, exc) from exc
+
+        return inner
+
+    return wrap
 
 
 @contextmanager

@@ -173,3 +173,60 @@ def test_without_server_binaries_ci_fails_and_a_workstation_skips(
         postgres.unavailable(str(missing.value), {"CI": "true"})
     with pytest.raises(pytest.skip.Exception, match="make install-dev"):
         postgres.unavailable(str(missing.value), {})
+
+
+# --- a damaged SQLite file ------------------------------------------------------------------------
+
+
+def _mailing_run(tmp_path: Path, port: int) -> list[str]:
+    """`run --from-file` that mails through the SMTP server on `port`: it writes the history
+    and the delivery ledger."""
+    from .conftest import SAMPLES
+
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"state:\n  database_url: sqlite:///{tmp_path}/state.db\n"
+        "owners:\n  allowed_domains: [example.com]\n"
+        "mail:\n  transport: smtp\n  from_address: reporter@example.com\n"
+        f"  smtp: {{host: 127.0.0.1, port: {port}, security: none}}\n"
+    )
+    listed = SAMPLES / "aa-list-findings-v2-unused-permission-aws-blog.json"
+    return ["run", "-c", str(config), "--out", str(tmp_path / "out"), "--from-file", str(listed)]
+
+
+def _damage_table(path: Path, table: str) -> None:
+    """Overwrite the root page of `table` with garbage, as a torn write or a bad disk would."""
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        (root,) = db.execute(
+            "SELECT rootpage FROM sqlite_master WHERE name = ?", (table,)
+        ).fetchone()
+        (page_size,) = db.execute("PRAGMA page_size").fetchone()
+    with path.open("r+b") as f:
+        f.seek((root - 1) * page_size)
+        f.write(b"\xa5" * page_size)
+
+
+@pytest.mark.parametrize("damage", ["deliveries page", "header"])
+def test_a_damaged_state_file_is_a_clear_state_error_with_exit_2(
+    tmp_path: Path, damage: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from reporter.cli import main
+
+    from .smtp_server import smtp_server
+
+    with smtp_server() as (server, port):
+        args = _mailing_run(tmp_path, port)
+        assert main(args) == 0 and server.received
+        capsys.readouterr()
+        db = tmp_path / "state.db"
+        if damage == "header":
+            with db.open("r+b") as f:
+                f.write(b"not a database!!")
+        else:
+            _damage_table(db, "deliveries")
+        assert main(args) == 2
+    out, err = capsys.readouterr()
+    assert "is damaged" in err and "hint: restore the file from a backup" in err, err
+    assert "Traceback" not in out + err and "sqlite3." not in err

@@ -52,7 +52,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..errors import StateError
-from ..statedb import open_engine, schema_change, state_error
+from ..statedb import guarded, open_engine, schema_change, state_error
 
 metadata = MetaData()
 
@@ -192,11 +192,13 @@ class Ledger:
     def open(cls, url: str) -> Ledger:
         return cls(open_engine(url))
 
+    @guarded("read the delivery ledger")
     def get(self, key: LedgerKey) -> LedgerEntry | None:
         with self._engine.connect() as conn:
             row = conn.execute(select(deliveries).where(*_where(key))).first()
         return _entry(row) if row is not None else None
 
+    @guarded("read the delivery ledger")
     def round(self, round_id: str) -> list[LedgerEntry]:
         with self._engine.connect() as conn:
             rows = conn.execute(
@@ -206,6 +208,7 @@ class Ledger:
             ).all()
         return [_entry(r) for r in rows]
 
+    @guarded("read the delivery ledger")
     def recipients(self, key: LedgerKey) -> dict[str, RecipientEntry]:
         """Each address of the message, by address (lower-cased)."""
         with self._engine.connect() as conn:
@@ -224,6 +227,7 @@ class Ledger:
                 for r in rows
             }
 
+    @guarded("record a delivery attempt")
     def begin_attempt(
         self,
         key: LedgerKey,
@@ -318,6 +322,7 @@ class Ledger:
                     )
             return attempts
 
+    @guarded("record a delivery")
     def finish(
         self,
         key: LedgerKey,
@@ -369,6 +374,7 @@ class Ledger:
 
     # -- the queue ---------------------------------------------------------------------------
 
+    @guarded("queue a message")
     def enqueue(
         self,
         key: LedgerKey,
@@ -423,6 +429,7 @@ class Ledger:
             )
         return result.rowcount == 1
 
+    @guarded("take a queued message")
     def claim(self, key: LedgerKey, holder: str, now: datetime, lease: timedelta) -> bool:
         """Take the queued message for `lease`: compare-and-set, so of two replicas one wins."""
         with self._engine.begin() as conn:
@@ -434,6 +441,7 @@ class Ledger:
             )
         return result.rowcount == 1
 
+    @guarded("release a queued message")
     def release(self, key: LedgerKey, holder: str, now: datetime) -> None:
         """Let the retry job have the message now."""
         with self._engine.begin() as conn:
@@ -443,16 +451,19 @@ class Ledger:
                 .values(holder="", lease_until=now)
             )
 
+    @guarded("settle a queued message")
     def settle(self, key: LedgerKey) -> None:
         """Off the queue: every address is sent or has failed for good."""
         with self._engine.begin() as conn:
             conn.execute(delete(outgoing).where(*_where(key, outgoing)))
 
+    @guarded("read the mail queue")
     def queued(self, key: LedgerKey) -> Queued | None:
         with self._engine.connect() as conn:
             row = conn.execute(select(outgoing).where(*_where(key, outgoing))).first()
         return _queued(row) if row is not None else None
 
+    @guarded("read the mail queue")
     def due(self, now: datetime, *, until_only: bool) -> list[LedgerKey]:
         """Queued messages nobody holds, oldest first; with `until_only`, only those still
         within their retry time (the retry job's; a run of the schedule takes them all)."""
@@ -465,6 +476,7 @@ class Ledger:
             rows = conn.execute(query.order_by(outgoing.c.created_at)).all()
         return [LedgerKey(r.round_id, r.kind, r.recipient) for r in rows]
 
+    @guarded("read the mail queue")
     def undelivered(self) -> tuple[int, str]:
         """How many queued messages still have an address to deliver to, and the last error."""
         with self._engine.connect() as conn:
