@@ -37,6 +37,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from .cache import DetailsCache
 from .config import Settings
 from .discover import Verdict, combine_coverage, coverage_for
+from .errors import error_text
 from .models import Account, AccountCoverage, ObservationWindow, RawRecord
 from .orgaccess import SERVICE_LINKED_ANALYZER, SERVICE_LINKED_DAYS, analyzer_window
 from .ratelimit import Rate
@@ -294,7 +295,7 @@ def _org_phase(run: _Run, accounts: Sequence[Account], progress: Progress) -> No
             try:
                 run.verdicts[source.name] = verdict()
             except (ClientError, BotoCoreError) as exc:
-                text = _error_text(exc)
+                text = error_text(exc)
                 run.verdicts[source.name] = _nowhere(f"coverage unknown ({text})")
     if analyzer is not None:
         counts = analyzer.counts
@@ -333,7 +334,7 @@ def _drain(run: _Run, source: _OrgSource) -> str:
     try:
         records = RecordSpool(source.collect())
     except (ClientError, BotoCoreError, SourceUnavailable) as exc:
-        return _error_text(exc)
+        return error_text(exc)
     finally:
         run.sessions.telemetry.source(source.name, seconds=time.monotonic() - started)
     run.raw[source.name] = records
@@ -374,7 +375,7 @@ def _analyzer_info(
         )
         return describe_analyzer(client, find_analyzer(client))
     except (ClientError, BotoCoreError, SourceUnavailable) as exc:
-        log.info("analyzer configuration unknown: %s", _error_text(exc))
+        log.info("analyzer configuration unknown: %s", error_text(exc))
         return None
 
 
@@ -508,10 +509,10 @@ def _read_account(
             if time.monotonic() > deadline:
                 return [], f"timed out after {run.options.account_timeout_seconds:g} s"
     except (ClientError, BotoCoreError) as exc:
-        return [], _error_text(exc)
+        return [], error_text(exc)
     except Exception as exc:  # one account's surprise must not end the run
         log.exception("account %s: %s failed", account.id, source.name)
-        return [], f"{type(exc).__name__}: {exc}"
+        return [], f"{type(exc).__name__}: {error_text(exc)}"
     return records, ""
 
 
@@ -520,13 +521,6 @@ def _assume_error(exc: ClientError | BotoCoreError) -> str:
         code = str(exc.response.get("Error", {}).get("Code", "Error"))
         return f"AssumeRole denied: {code}" if code in _DENIED else f"AssumeRole failed: {code}"
     return f"AssumeRole failed: {type(exc).__name__}"
-
-
-def _error_text(exc: Exception) -> str:
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        return f"{error.get('Code', 'Error')}: {error.get('Message', '')}".strip(": ")
-    return str(exc)
 
 
 __all__ = [

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Any
 
 
 class ReporterError(Exception):
@@ -63,3 +65,24 @@ class StateError(ReporterError):
 
 class DeliveryError(ReporterError):
     pass
+
+
+# `scheme://user:password@` in a message: botocore quotes the endpoint URL as configured
+# (`Could not connect to the endpoint URL: "https://user:secret@host/"`).
+_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s\"'<>]*@")
+
+
+def scrub(text: str) -> str:
+    """`text` with the credentials of any URL in it replaced: fit for logs, coverage and the
+    manifest."""
+    return _USERINFO.sub(r"\1<redacted>@", text)
+
+
+def error_text(exc: Exception) -> str:
+    """An AWS (or other) error as coverage and source failures record it: the AWS error code
+    and message, or the exception's text, never a URL's credentials."""
+    response: Any = getattr(exc, "response", None)
+    if isinstance(response, dict) and isinstance(response.get("Error"), dict):
+        error = response["Error"]
+        return scrub(f"{error.get('Code', 'Error')}: {error.get('Message', '')}".strip(": "))
+    return scrub(str(exc))

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from botocore.exceptions import ClientError
 from sqlalchemy.exc import SQLAlchemyError
 
 from . import __version__
@@ -485,13 +484,6 @@ def _scope_text(settings: Settings) -> str:
     if org.exclude_accounts or org.exclude_ous:
         parts.append("excluded: " + ", ".join([*org.exclude_accounts, *org.exclude_ous]))
     return "; ".join(parts) or "whole organization"
-
-
-def _error_text(exc: Exception) -> str:
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        return f"{error.get('Code', 'Error')}: {error.get('Message', '')}".strip(": ")
-    return str(exc)
 
 
 def _resolved_owner(

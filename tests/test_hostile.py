@@ -410,3 +410,16 @@ def test_hostile_policy_text_stays_inert(tmp_path: Path) -> None:
         for part in email.message_from_bytes(path.read_bytes()).walk():
             if part.get_content_maintype() == "text":
                 assert "<script" not in part.get_payload(decode=True).decode("utf-8").lower()
+
+
+def test_an_endpoint_urls_credentials_never_reach_coverage_or_logs() -> None:
+    from botocore.exceptions import EndpointConnectionError
+
+    from reporter.errors import error_text, scrub
+
+    exc = EndpointConnectionError(endpoint_url="https://user:s3cret@aws.internal:4566/")
+    assert "s3cret" not in error_text(exc) and "user" not in error_text(exc)
+    assert "https://<redacted>@aws.internal:4566/" in error_text(exc)
+    assert scrub("see postgresql+psycopg://me:pw@db/x and s3://bucket/k") == (
+        "see postgresql+psycopg://<redacted>@db/x and s3://bucket/k"
+    )
