@@ -23,7 +23,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from reporter.history import HistoryStore, diff
+from reporter.history import diff
+from reporter.state.history import HistoryStore
 
 T0 = datetime(2026, 11, 2, 7, 0, tzinfo=UTC)
 WEEK = timedelta(days=7)

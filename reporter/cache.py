@@ -19,24 +19,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, Connection, DateTime, MetaData, String, Table, Text, and_, select
+from sqlalchemy import Connection, and_, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from .statedb import open_engine, schema_change, state_error
-
-metadata = MetaData()
-
-finding_cache = Table(
-    "aa_finding_cache",
-    metadata,
-    Column("analyzer_arn", String(512), primary_key=True),
-    Column("finding_id", String(2048), primary_key=True),
-    Column("updated_at", String(64), nullable=False),
-    Column("details", Text, nullable=False),  # JSON: the GetFindingV2 result
-    Column("recommendation", Text, nullable=True),  # JSON: GetFindingRecommendation, or NULL
-    Column("stored_at", DateTime(timezone=True), nullable=False),
-)
+from .state import open_state
+from .state.engine import state_error
+from .state.schema import finding_cache
 
 _CHUNK = 500  # ids per IN (...) clause: below SQLite's variable limit on every version
 
@@ -73,16 +62,10 @@ class Cached:
 
 
 class DetailsCache:
-    """The cache table in the state database; creates its own schema."""
+    """The cache table in the state database."""
 
     def __init__(self, url: str) -> None:
-        self._engine: Engine = open_engine(url)
-        try:
-            with schema_change(self._engine) as conn:
-                metadata.create_all(conn)
-        except SQLAlchemyError as exc:
-            self._engine.dispose()
-            raise state_error(self._engine, "open the details cache", exc) from exc
+        self._engine: Engine = open_state(url)
 
     @contextmanager
     def _using(self, doing: str, *, write: bool = False) -> Iterator[Connection]:

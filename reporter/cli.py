@@ -327,15 +327,9 @@ def check_service(settings: Settings, base: boto3.Session) -> None:
     missing a week later: the state database opens and holds its tables, and the credentials
     work (STS GetCallerIdentity, which needs no permission). Raises StateError or UsageError
     (exit 2) with the reason."""
-    from .deliver.ledger import Ledger, open_engine
-    from .schedule import RunLock
+    from .state import open_state
 
-    engine = open_engine(settings.state.database_url)
-    try:
-        RunLock(engine)
-        Ledger(engine)
-    finally:
-        engine.dispose()
+    open_state(settings.state.database_url).dispose()
     sessions = _sessions(settings, base, None)
     try:
         sessions.client("sts", region=settings.organization.home_region).get_caller_identity()

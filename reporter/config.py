@@ -47,10 +47,10 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
-from reporter import statedb
 from reporter.errors import ConfigError, ConfigProblem
 from reporter.models import FindingType
 from reporter.owners import DEFAULT_LADDER, Step, is_allowed
+from reporter.state import engine as statedb
 
 # A live key or password is an open door: fix within a month; roles and permissions later.
 DEFAULT_SLA_DAYS = {
@@ -264,7 +264,7 @@ ExternalId = Annotated[SecretStr, AfterValidator(_external_id)]
 
 
 def _database_url(value: str) -> str:
-    # The same rule the state database opens by (reporter.statedb.engine_url).
+    # The same rule the state database opens by (reporter.state.engine.engine_url).
     problem = statedb.url_problem(value)
     if problem is not None:
         raise _invalid(*problem)

@@ -39,7 +39,7 @@ from .evidence import RunFolder, publish_run
 from .evidence.pack import read_inside
 from .exceptions import ExceptionOutcome, apply_exceptions, notices_by_recipient, notices_for
 from .exceptions import rules_from_settings as rules_from_settings_exceptions
-from .history import HistoryDiff, HistoryStore, diff, resolved_findings
+from .history import HistoryDiff, diff, resolved_findings
 from .models import (
     Account,
     AccountCoverage,
@@ -66,6 +66,7 @@ from .render.pdf import PdfLimits, render_summary_pdf
 from .render.xlsx import SummaryWorkbook
 from .session import SessionFactory
 from .sources.trust import read_trust_policies
+from .state.history import HistoryStore
 
 log = logging.getLogger(__name__)
 

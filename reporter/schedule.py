@@ -32,18 +32,19 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
-from sqlalchemy import Column, DateTime, MetaData, String, Table, Text, inspect, select, text
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from .deliver.driver import DeliveryCancelled
 from .deliver.ledger import Ledger, default_holder
 from .errors import ReporterError, StateError
-from .statedb import guarded, open_engine, schema_change, state_error
+from .state import migrate, open_state
+from .state.engine import guarded
+from .state.schema import JOBS_TABLE, run_locks
 
 log = logging.getLogger(__name__)
 JOB_ID = "unused-access-report"
-JOBS_TABLE = "apscheduler_jobs"
 
 FINISHED = "finished"
 FAILED = "failed"
@@ -85,23 +86,6 @@ def latest_slot(when: BaseTrigger, now: datetime, grace: timedelta) -> datetime 
 # The run lock.
 # --------------------------------------------------------------------------------------------
 
-lock_metadata = MetaData()
-
-run_locks = Table(
-    "run_locks",
-    lock_metadata,
-    Column("name", String(128), primary_key=True),
-    Column("slot", DateTime(timezone=True), nullable=False),
-    Column("holder", String(255), nullable=False),
-    Column("run_id", String(64), nullable=False),
-    Column("state", String(16), nullable=False),
-    Column("acquired_at", DateTime(timezone=True), nullable=False),
-    Column("lease_until", DateTime(timezone=True), nullable=False),
-    Column("finished_at", DateTime(timezone=True), nullable=True),
-    # Why the last run failed, in one line (added in 0.2: older tables gain it at start-up).
-    Column("reason", Text, nullable=False, server_default=""),
-)
-
 
 def one_line(exc: BaseException) -> str:
     """An error as `health` and the logs' summaries show it: its first line, with its type."""
@@ -137,21 +121,9 @@ class RunLock:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        try:
-            with schema_change(engine) as conn:
-                lock_metadata.create_all(conn)
-                # APScheduler's job store creates its table when the scheduler starts, outside
-                # any lock: replicas starting together on a new database raced to create it.
-                SQLAlchemyJobStore(engine=engine, tablename=JOBS_TABLE).jobs_t.create(
-                    conn, checkfirst=True
-                )
-                columns = {c["name"] for c in inspect(conn).get_columns("run_locks")}
-                if "reason" not in columns:
-                    conn.execute(
-                        text("ALTER TABLE run_locks ADD COLUMN reason TEXT NOT NULL DEFAULT ''")
-                    )
-        except SQLAlchemyError as exc:
-            raise state_error(engine, "create the run lock table", exc) from exc
+        # The run lock and APScheduler's job store table come from the state room's migrations
+        # (replicas starting together raced to create the job store's table themselves).
+        migrate(engine)
 
     @guarded("read the run lock")
     def get(self, name: str) -> LockState | None:
@@ -331,7 +303,7 @@ class Service:
         self.holder = holder or default_holder()
         self.clock = clock
         self.stopping = threading.Event()
-        self._engine = open_engine(database_url)
+        self._engine = open_state(database_url)
         self.lock = RunLock(self._engine)
         self.retry_job = retry
         self.retry_interval = retry_interval_seconds
@@ -570,7 +542,7 @@ def health(
 ) -> dict[str, Any]:
     """The last run and the next one, from the state database (no scheduler needed). `ok` is
     False when a run is overdue: the last slot that should have run did not finish."""
-    engine = open_engine(database_url)
+    engine = open_state(database_url)
     try:
         state = RunLock(engine).get(name)
         undelivered, mail_error = Ledger(engine).undelivered()

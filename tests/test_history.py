@@ -18,8 +18,9 @@ from sqlalchemy import (
 )
 
 from reporter.errors import StateError
-from reporter.history import HistoryStore, Seen, diff
-from reporter.statedb import engine_url, open_engine
+from reporter.history import Seen, diff
+from reporter.state.engine import engine_url, open_engine
+from reporter.state.history import HistoryStore
 
 T0 = datetime(2026, 11, 2, 7, 0, tzinfo=UTC)
 T1 = T0 + timedelta(days=7)
@@ -225,9 +226,9 @@ def test_a_database_from_a_newer_version_is_refused(state_url: str) -> None:
     HistoryStore(state_url).dispose()
     engine = open_engine(state_url)
     with engine.begin() as conn:
-        conn.execute(text("UPDATE schema_info SET version = 99"))
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
     engine.dispose()
-    with pytest.raises(StateError, match="schema version 99"):
+    with pytest.raises(StateError, match="schema revision 9999, newer than"):
         HistoryStore(state_url)
 
 

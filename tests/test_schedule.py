@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 from apscheduler.triggers.cron import CronTrigger
 
-from reporter.deliver.ledger import open_engine
 from reporter.errors import StateError
 from reporter.schedule import (
     ABANDONED,
@@ -32,6 +31,7 @@ from reporter.schedule import (
     next_run,
     one_line,
 )
+from reporter.state.engine import open_engine
 
 WAIT = 30  # seconds; only ever reached when something is broken
 

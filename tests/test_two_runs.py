@@ -109,7 +109,7 @@ def test_fixing_findings_between_runs_shows_new_and_resolved(
 def test_resolved_findings_reach_their_owner_and_the_trend(
     sandbox: Sandbox, tmp_path: Path
 ) -> None:
-    from reporter.history import HistoryStore
+    from reporter.state.history import HistoryStore
 
     _run(sandbox, tmp_path, NOW + 2 * WEEK, [])
     remaining = [e for e in sandbox.reportable if e.finding_id]

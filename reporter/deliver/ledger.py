@@ -34,83 +34,20 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
-    Column,
-    DateTime,
-    Integer,
-    LargeBinary,
-    MetaData,
-    String,
     Table,
-    Text,
     delete,
     func,
     or_,
     select,
 )
 from sqlalchemy.engine import Engine, Row
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..errors import StateError
-from ..statedb import guarded, open_engine, schema_change, state_error
-
-metadata = MetaData()
-
-deliveries = Table(
-    "deliveries",
-    metadata,
-    Column("round_id", String(128), primary_key=True),
-    Column("kind", String(16), primary_key=True),
-    Column("recipient", String(320), primary_key=True),
-    Column("run_id", String(64), nullable=False),
-    Column("message_id", String(255), nullable=False),
-    Column("transport", String(16), nullable=False),
-    # JSON list of {"filename", "sha256"}: what the message carried (or linked to).
-    Column("attachments", Text, nullable=False),
-    Column("status", String(24), nullable=False),
-    Column("attempts", Integer, nullable=False),
-    Column("last_error", Text, nullable=False),
-    Column("provider_id", Text, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-    Column("sent_at", DateTime(timezone=True), nullable=True),
-)
-
-# Added in 0.2: databases written before hold none, and their `sent` messages count as sent to
-# everyone they were addressed to.
-delivery_recipients = Table(
-    "delivery_recipients",
-    metadata,
-    Column("round_id", String(128), primary_key=True),
-    Column("kind", String(16), primary_key=True),
-    Column("recipient", String(320), primary_key=True),
-    Column("address", String(320), primary_key=True),
-    Column("role", String(8), nullable=False),
-    Column("status", String(24), nullable=False),
-    Column("attempts", Integer, nullable=False),
-    Column("last_error", Text, nullable=False),
-    Column("provider_id", Text, nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-    Column("sent_at", DateTime(timezone=True), nullable=True),
-)
-
-outgoing = Table(
-    "outgoing",
-    metadata,
-    Column("round_id", String(128), primary_key=True),
-    Column("kind", String(16), primary_key=True),
-    Column("recipient", String(320), primary_key=True),
-    Column("run_id", String(64), nullable=False),
-    Column("message_id", String(255), nullable=False),
-    Column("sender", String(320), nullable=False),
-    Column("transport", String(16), nullable=False),
-    Column("raw", LargeBinary, nullable=False),
-    Column("holder", String(255), nullable=False),
-    Column("lease_until", DateTime(timezone=True), nullable=False),
-    # The retry job gives up here; the next run of the schedule still tries.
-    Column("retry_until", DateTime(timezone=True), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-)
+from ..state import migrate, open_state
+from ..state.engine import guarded
+from ..state.schema import deliveries, delivery_recipients, outgoing
 
 
 class Status(StrEnum):
@@ -182,15 +119,11 @@ def _aware(value: datetime | None) -> datetime | None:
 class Ledger:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        try:
-            with schema_change(engine) as conn:
-                metadata.create_all(conn)
-        except SQLAlchemyError as exc:
-            raise state_error(engine, "create the delivery ledger", exc) from exc
+        migrate(engine)
 
     @classmethod
     def open(cls, url: str) -> Ledger:
-        return cls(open_engine(url))
+        return cls(open_state(url))
 
     @guarded("read the delivery ledger")
     def get(self, key: LedgerKey) -> LedgerEntry | None:

@@ -31,8 +31,9 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from reporter.deliver.ledger import Ledger, Status, open_engine
+from reporter.deliver.ledger import Ledger, Status
 from reporter.schedule import JOB_ID, RunLock, slot_round
+from reporter.state.engine import open_engine
 from tests.smtp_server import DROP, Recorder, free_port
 
 from .conftest import manifest

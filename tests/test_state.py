@@ -8,12 +8,13 @@ import traceback
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from reporter.cache import DetailsCache
 from reporter.config import load_data
 from reporter.errors import ConfigError, StateError
-from reporter.history import HistoryStore
-from reporter.statedb import engine_url, open_engine
+from reporter.state.engine import engine_url, open_engine
+from reporter.state.history import HistoryStore
 
 from . import postgres
 from .postgres import LOCKED_PASSWORD, LOCKED_ROLE, PostgresServer
@@ -230,3 +231,91 @@ def test_a_damaged_state_file_is_a_clear_state_error_with_exit_2(
     out, err = capsys.readouterr()
     assert "is damaged" in err and "hint: restore the file from a backup" in err, err
     assert "Traceback" not in out + err and "sqlite3." not in err
+
+
+# --- the schema and its migrations ---------------------------------------------------------------
+
+
+def test_the_head_migration_builds_exactly_the_declared_tables(state_url: str) -> None:
+    """One MetaData (reporter/state/schema.py); the migrations must build it, column for column."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    from reporter.state import HEAD, _alembic_config, open_state
+    from reporter.state.schema import metadata
+
+    engine = open_state(state_url)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            assert context.get_current_revision() == HEAD
+            assert compare_metadata(context, metadata) == []
+            scripts = ScriptDirectory.from_config(_alembic_config(conn))  # type: ignore[arg-type]
+            assert scripts.get_current_head() == HEAD
+    finally:
+        engine.dispose()
+
+
+def test_a_database_written_by_0_1_upgrades_in_place(tmp_path: Path) -> None:
+    """tests/data/state-0.1.sqlite was written by the code of 0.1 (commit 708a816): a history
+    row and a run, a cached finding, a sent message, a finished slot and the stored job."""
+    import shutil
+
+    from apscheduler.triggers.cron import CronTrigger
+
+    from reporter.cache import DetailsCache
+    from reporter.deliver.ledger import Ledger, LedgerKey, Status
+    from reporter.schedule import JOB_ID, Service
+
+    path = tmp_path / "state.db"
+    shutil.copy(Path(__file__).parent / "data" / "state-0.1.sqlite", path)
+    url = f"sqlite:///{path}"
+    history = HistoryStore(url)
+    (seen,) = history.load().values()
+    assert seen.key.endswith("role/old-role|UnusedIAMRole|") and seen.open
+    assert [p.run_id for p in history.trend()] == ["20261123T070000Z-aaaaaa"]
+    history.dispose()
+    cache = DetailsCache(url)
+    assert cache.index("arn:aws:access-analyzer:us-east-1:999988887777:analyzer/org") == {
+        "f-1": "2026-11-20T00:00:00+00:00"
+    }
+    cache.dispose()
+    ledger = Ledger.open(url)
+    key = LedgerKey("slot:unused-access-report:2026-11-23T07:00:00+00:00", "owner",
+                    "alice@example.com")  # fmt: skip
+    entry = ledger.get(key)
+    assert entry is not None and entry.status is Status.SENT
+    assert ledger.recipients(key) == {}  # 0.1 kept no per-recipient rows: the message stands
+    assert ledger.undelivered() == (0, "")
+    ledger.dispose()
+    weekly = CronTrigger.from_crontab("0 7 * * mon", timezone="UTC")
+    service = Service(database_url=url, job=lambda request: None, when=weekly, timezone="UTC",
+                      misfire_grace_seconds=3600)  # fmt: skip
+    try:
+        state = service.lock.get(JOB_ID)
+        assert state is not None and (state.state, state.reason) == ("finished", "")
+        service.start()
+        # 0.1 stored the job with one replica's key as its argument; now it names the schedule.
+        job = service.scheduler.get_job(JOB_ID) if service.scheduler else None
+        assert job is not None and tuple(job.args) == (JOB_ID,)
+    finally:
+        service.stop()
+        service.dispose()
+
+
+def test_replicas_opening_a_new_database_together_all_get_the_schema(state_url: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from reporter.state import HEAD, open_state
+
+    def opened(_: int) -> str:
+        engine = open_state(state_url)
+        try:
+            with engine.connect() as conn:
+                return str(conn.execute(text("SELECT version_num FROM alembic_version")).scalar())
+        finally:
+            engine.dispose()
+
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(opened, range(4))) == [HEAD] * 4

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
-from .errors import ConfigError, ConfigProblem, StateError
+from ..errors import ConfigError, ConfigProblem, StateError
 
 KEY = "state.database_url"
 POSTGRESQL = "postgresql+psycopg"

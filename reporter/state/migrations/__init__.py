@@ -1,0 +1,1 @@
+"""Alembic migrations of the state database (`reporter.state.migrate` runs them)."""
