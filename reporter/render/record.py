@@ -437,7 +437,7 @@ SOURCE: Shape = Shape(
     Field(
         "source",
         STRING,
-        "access_analyzer, security_hub, security_hub_v2, iam or files",
+        "access_analyzer, security_hub, security_hub_v2 or iam",
         "source",
     ),
     Field("id", STRING, "the finding's id in that source", "id"),
@@ -607,14 +607,14 @@ FINDING: Shape = Shape(
     Field(
         "priority",
         INTEGER,
-        "our priority score (README, Priority); higher first",
+        "our score from 0 to 100 (reporter/priority.py); findings are sorted by it, highest first",
         "priority",
         width=9,
     ),
     Field(
         "unused_days",
         nullable(COUNT),
-        "days since last use, or since tracking began; null where unknown",
+        "whole days since last_accessed at the run; null where that is unknown",
         "unused_days",
         width=12,
     ),
@@ -629,7 +629,7 @@ FINDING: Shape = Shape(
     Field(
         "first_seen",
         nullable(DATE),
-        "the run that first reported it (history); null where unknown",
+        "the date a run first reported it (history); null where unknown",
         "first_seen",
         iso_date,
         width=12,
@@ -638,7 +638,7 @@ FINDING: Shape = Shape(
     Field(
         "age_days",
         nullable(COUNT),
-        "days since first seen",
+        "whole days since first_seen",
         "age_days",
         width=10,
     ),
