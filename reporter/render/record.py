@@ -130,7 +130,8 @@ def _cell_kind(schema: Mapping[str, Any]) -> str:
 
 
 class Place(IntEnum):
-    """Where a field's columns go in the flat form, which groups them unlike the record."""
+    """Where a field's columns go in the flat form. The record's order grew by appending (schema
+    versions 2 and 3); the CSV and workbook group the columns by what a reader looks for."""
 
     # The finding's own values, each a column as it is.
     FIRST = 0
@@ -236,13 +237,6 @@ def _builder(fields: Iterable[Field]) -> Callable[[Any], dict[str, Any]]:
 def _member(name: str) -> Callable[[Any], Any]:
     def flatten(value: Mapping[str, Any] | None) -> Any:
         return None if value is None else value[name]
-
-    return flatten
-
-
-def _joined(separator: str, each: Callable[[Any], str]) -> Callable[[Iterable[Any]], str]:
-    def flatten(values: Iterable[Any]) -> str:
-        return separator.join(map(each, values))
 
     return flatten
 
@@ -544,8 +538,8 @@ def _compact_json(value: Any) -> str | None:
     return None if value is None else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-def _numbered(steps: Iterable[Mapping[str, Any]], part: str) -> str:
-    return "; ".join(f"{n}. {s[part]}" for n, s in enumerate(steps, 1))
+def _titles(steps: Iterable[Mapping[str, Any]]) -> str:
+    return "; ".join(f"{n}. {s['title']}" for n, s in enumerate(steps, 1))
 
 
 def _rollbacks(steps: Iterable[Mapping[str, Any]]) -> str:
@@ -752,7 +746,7 @@ FINDING: Shape = Shape(
         "remediation",
         STEP.build_all,
         columns=(
-            Column("remediation_steps", 40, lambda steps: _numbered(steps, "title")),
+            Column("remediation_steps", 40, _titles),
             # One command per line: pasted into a shell, the cell runs the steps in order.
             Column(
                 "remediation_commands", 60, lambda steps: "\n".join(s["command"] for s in steps)
@@ -778,7 +772,13 @@ FINDING: Shape = Shape(
         "every source that reported it",
         "finding.sources",
         SOURCE.build_all,
-        columns=(Column("sources", 40, _joined("; ", lambda s: f"{s['source']}:{s['id']}")),),
+        columns=(
+            Column(
+                "sources",
+                40,
+                lambda sources: "; ".join(f"{s['source']}:{s['id']}" for s in sources),
+            ),
+        ),
         place=Place.LAST,
     ),
     Field(
