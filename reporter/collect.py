@@ -50,7 +50,7 @@ from .sources.access_analyzer import (
     describe_analyzer,
     find_analyzer,
 )
-from .sources.files import FileSource
+from .sources.files import ExportRecords
 from .sources.interface import AccountSource
 from .sources.security_hub import SecurityHubSource
 from .telemetry import Display, NullDisplay, SourceStats, TelemetryReport, auto_display
@@ -226,10 +226,12 @@ def collect(
 
 
 def collect_files(paths: Sequence[Path], progress: Progress) -> Collection:
-    """Exported files only: no AWS at all. Coverage follows from what the files name."""
+    """Exported files only: no AWS at all. Coverage follows from what the files name.
+
+    Nothing is read here: the records are read from the files, incrementally, whenever they
+    are iterated (`ExportRecords`), so a run holds one record at a time, not the export."""
     progress("reading exported files")
-    records = tuple(FileSource(paths).collect())
-    return Collection(raw={"files": records}, failures={}, coverage=())
+    return Collection(raw={"files": ExportRecords(paths)}, failures={}, coverage=())
 
 
 def files_coverage(accounts: Sequence[Account]) -> list[AccountCoverage]:

@@ -7,14 +7,16 @@ entries; they are never swallowed and never fatal to the whole run.
 from __future__ import annotations
 
 import gc
+import hashlib
 import logging
+import re
 import secrets
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import boto3
 from sqlalchemy.exc import SQLAlchemyError
@@ -66,6 +68,7 @@ from .render.pdf import PdfLimits, render_summary_pdf
 from .render.schema import SCHEMA_PATH, schema_json
 from .render.xlsx import SummaryWorkbook
 from .session import SessionFactory
+from .sources.files import ExportRecords, FileRead, file_stat
 from .sources.trust import read_trust_policies
 from .state.history import HistoryStore
 
@@ -159,10 +162,14 @@ def _run(
             + ("; ".join(f"{k}: {v}" for k, v in failures.items()) or "no source is enabled")
         )
     for name, records in raw.items():
-        folder.write_json(f"data/raw/{name}.json", [dict(r.payload) for r in records])
+        if not isinstance(records, ExportRecords):  # exports: kept as they are, below
+            folder.write_json(f"data/raw/{name}.json", [dict(r.payload) for r in records])
 
-    deps.progress("normalising")
+    deps.progress("reading and normalising exported files" if deps.files else "normalising")
     normalised = normalise(r for records in raw.values() for r in records)
+    for records in raw.values():
+        if isinstance(records, ExportRecords):
+            _keep_exports(folder, records.reads)
     if not normalised.findings and not normalised.skipped and normalised.quarantined:
         raise CollectionError(
             f"nothing usable was collected: all {len(normalised.quarantined)} record(s) were "
@@ -437,6 +444,46 @@ def _trust_policies(
         replace(f, trust_policy=docs[f.principal_arn]) if f.principal_arn in docs else f
         for f in findings
     ], notes
+
+
+def _keep_exports(folder: RunFolder, reads: Sequence[FileRead]) -> None:
+    """`data/raw/` of a run from files: each export by reference (`files.json`: its path,
+    SHA-256, size and records) and, when every document in it was recognised, a copy as it is
+    (`files/<n>-<name>`), streamed. A file with anything unrecognised or unreadable in it may
+    hold anything (credentials, say), as its quarantine entries keep only shape and digest, so
+    it is referenced and not copied; so is a file that changed after the run read it."""
+    index: list[dict[str, Any]] = []
+    width = len(str(len(reads)))
+    for n, read in enumerate(reads, 1):
+        entry: dict[str, Any] = {"file": str(read.path), "records": read.records}
+        why = None
+        if read.unrecognised:
+            why = (
+                f"{read.unrecognised} record(s) not recognised or not readable: it may hold "
+                "anything, so it is only referenced"
+            )
+        elif file_stat(read.path) != read.stat:
+            why = "changed after the run read it"
+        try:
+            handle = read.path.open("rb")
+        except OSError as exc:  # gone since the run read it
+            index.append({**entry, "sha256": None, "size": None, "copy": None, "why": str(exc)})
+            continue
+        with handle:
+            if why is None:
+                name = re.sub(r"[^A-Za-z0-9._-]", "_", read.path.name).lstrip(".") or "export"
+                kept = folder.write_chunks(f"data/raw/files/{n:0{width}d}-{name}", _blocks(handle))
+                entry.update(sha256=kept.sha256, size=kept.size, copy=kept.path)
+            else:
+                digest = hashlib.file_digest(handle, "sha256")
+                entry.update(sha256=digest.hexdigest(), size=handle.tell(), copy=None, why=why)
+        index.append(entry)
+    folder.write_json("data/raw/files.json", index)
+
+
+def _blocks(handle: BinaryIO, size: int = 1 << 20) -> Iterator[bytes]:
+    while block := handle.read(size):
+        yield block
 
 
 def _written(folder: RunFolder, relpath: str) -> bytes:
