@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.exceptions import ClientError
@@ -53,10 +53,11 @@ from .normalise import normalise
 from .owners import OwnerRules, needs_contacts, resolve_owner, rules_from_settings
 from .render.data import findings_data_chunks
 from .render.environment import make_environment
-from .render.parallel import OwnerFilesRendered, render_owner_files
-from .render.pdf import PdfLimits, render_summary_pdf
 from .render.xlsx import SummaryWorkbook
 from .session import SessionFactory
+
+if TYPE_CHECKING:
+    from .render.parallel import OwnerFilesRendered
 
 log = logging.getLogger(__name__)
 
@@ -242,6 +243,11 @@ def _run(
     # Moved out of the collector's sight, they stop making every full collection walk 100,000
     # findings' objects while the data files and the organization summary are written.
     gc.freeze()
+    # WeasyPrint loads here, where a run renders, not when the CLI starts: commands that never
+    # render (validate-config, evidence verify...) neither pay for it nor break with it.
+    from .render.parallel import render_owner_files
+    from .render.pdf import PdfLimits, render_summary_pdf
+
     deps.progress(f"rendering {len(reports)} owner reports")
     env = make_environment(settings.reports.template_dir)
     # Owner files render in worker processes from here on, while this process writes the data
