@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import boto3
 from sqlalchemy.exc import SQLAlchemyError
@@ -63,14 +63,15 @@ from .orgaccess import rules_from_settings as organization_rules
 from .owners import OwnerRules, needs_contacts, resolve_owner, rules_from_settings
 from .render.data import findings_data_chunks
 from .render.environment import make_environment
-from .render.parallel import OwnerFilesRendered, render_owner_files
-from .render.pdf import PdfLimits, render_summary_pdf
 from .render.schema import SCHEMA_PATH, schema_json
 from .render.xlsx import SummaryWorkbook
 from .session import SessionFactory
 from .sources.files import ExportRecords, FileRead, file_stat
 from .sources.trust import read_trust_policies
 from .state.history import HistoryStore
+
+if TYPE_CHECKING:
+    from .render.parallel import OwnerFilesRendered
 
 log = logging.getLogger(__name__)
 
@@ -274,6 +275,11 @@ def _run(
     # Moved out of the collector's sight, they stop making every full collection walk 100,000
     # findings' objects while the data files and the organization summary are written.
     gc.freeze()
+    # WeasyPrint loads here, where a run renders, not when the CLI starts: commands that never
+    # render (validate-config, evidence verify...) neither pay for it nor break with it.
+    from .render.parallel import render_owner_files
+    from .render.pdf import PdfLimits, render_summary_pdf
+
     deps.progress(f"rendering {len(reports)} owner reports")
     env = make_environment(settings.reports.template_dir)
     # Owner files render in worker processes from here on, while this process writes the data

@@ -165,3 +165,37 @@ def test_demo_prints_a_table(tmp_path: Path) -> None:
     text = buffer.getvalue()
     assert code == 0
     assert "owner" in text and "findings" in text and "Reports: " in text
+
+
+# What a command imports, in a fresh interpreter: its exit code and whether WeasyPrint loaded.
+IMPORTS = (
+    "import sys\n"
+    "from reporter.cli import main\n"
+    "code = main(sys.argv[1:]) if len(sys.argv) > 1 else 0\n"
+    "print(code, 'weasyprint' in sys.modules)\n"
+)
+
+
+@pytest.mark.parametrize("command", ["import", "validate-config", "evidence verify", "demo"])
+def test_only_commands_that_render_load_weasyprint(command: str, tmp_path: Path) -> None:
+    """A WeasyPrint upgrade, or its system libraries missing, must not break a command that
+    never renders; the CLI imports the renderer where a run renders."""
+    import subprocess
+    import sys
+
+    from reporter.evidence import RunFolder
+
+    with RunFolder(tmp_path, "run-1") as folder:
+        folder.write("data/a.txt", b"alpha")
+        folder.commit({"run_id": "run-1", "started_at": "2026-11-28T12:00:00+00:00"})
+    argv = {
+        "import": [],
+        "validate-config": ["validate-config", "-c", str(ROOT / "config/example.yaml")],
+        "evidence verify": ["evidence", "verify", "run-1", "--dir", str(tmp_path)],
+        "demo": ["demo", "--out", str(tmp_path / "demo"), "--accounts", "2"],
+    }[command]
+    out = subprocess.run(
+        [sys.executable, "-c", IMPORTS, *argv], capture_output=True, text=True, cwd=ROOT
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1] == f"0 {command == 'demo'}"

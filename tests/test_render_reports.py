@@ -195,87 +195,37 @@ def test_summary_pdf_trend_notices_and_unowned(env: Any = None) -> None:
     )
 
 
-def _parsers_used(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    used: list[str] = []
-    parse = pdf.parse_html
-
-    def spy(html: str, css: str = "") -> Any:
-        document = parse(html, css)
-        used.append(type(document).__name__)
-        return document
-
-    monkeypatch.setattr(pdf, "parse_html", spy)
-    return used
-
-
-def _html5_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(
-        pdf,
-        "parse_html",
-        lambda html, css="": HTML(string=html, url_fetcher=pdf.OfflineFetcher()),
-    )
-
-
 @pytest.mark.parametrize("kind", ["owner", "hostile owner", "summary"])
-def test_reports_are_read_by_the_xml_parser_and_lay_out_as_html5_would(
-    kind: str, report: OwnerReport, monkeypatch: pytest.MonkeyPatch
+def test_shared_stylesheet_and_fonts_lay_out_as_weasyprints_plain_call(
+    kind: str, report: OwnerReport
 ) -> None:
-    """The packaged templates write XHTML, read by the C XML parser instead of WeasyPrint's
-    pure-Python HTML5 parser, and laid out without the user-agent rules for footnotes; the PDF
-    must come out byte for byte as WeasyPrint's own path makes it."""
+    """html_to_pdf hands WeasyPrint the report stylesheet pre-parsed (as a user stylesheet, cut
+    out of the head), one FontConfiguration and one fetcher for every document; the PDF must
+    come out byte for byte as `HTML(string=...).write_pdf()` makes it from the page as written."""
     env = make_environment()
     full = pdf.PdfLimits(per_account=None, detailed=1_000)
-    render = {
-        "owner": lambda: pdf.render_owner_pdf(report, env, full),
-        "hostile owner": lambda: pdf.render_owner_pdf(
+    html = {
+        "owner": lambda: pdf.render_owner_html(report, env, full),
+        "hostile owner": lambda: pdf.render_owner_html(
             fx.make_report(items=fx.hostile_items()), env, full
         ),
-        "summary": lambda: pdf.render_summary_pdf(fx.make_summary(), env),
-    }[kind]
-    used = _parsers_used(monkeypatch)
-    fast = render()
-    assert used == ["_ParsedHTML"]
-    _html5_only(monkeypatch)
-    assert render() == fast
+        "summary": lambda: pdf.render_summary_html(fx.make_summary(), env),
+    }[kind]()
+    assert pdf.html_to_pdf(html) == HTML(string=html, url_fetcher=pdf.OfflineFetcher()).write_pdf()
 
 
-def test_weasyprint_takes_the_user_agent_stylesheet_without_footnote_rules(
-    report: OwnerReport, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The trim works only while WeasyPrint asks the document for its stylesheet."""
-    given: list[Any] = []
-    ask = pdf._ParsedHTML._ua_stylesheets
-
-    def spy(self: Any, forms: bool = False) -> Any:
-        sheets = ask(self, forms)
-        given.extend(sheets)
-        return sheets
-
-    monkeypatch.setattr(pdf._ParsedHTML, "_ua_stylesheets", spy)
-    pdf.render_owner_pdf(report, make_environment())
-    assert given == [pdf._UA_WITHOUT_NOTES]
-
-
-def test_a_page_with_a_footnote_keeps_the_footnote_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_page_with_a_footnote_gets_its_call_and_marker() -> None:
     html = (
         "<!DOCTYPE html><html><head><style>.fn { float: footnote }</style></head><body>"
         '<p>Keys rotate yearly<span class="fn">Policy SEC-12.</span>.</p></body></html>'
     )
-    document = pdf.parse_html(html)
-    assert isinstance(document, pdf._ParsedHTML) and document._notes
-    fast = pdf.html_to_pdf(html)
-    text = PdfReader(io.BytesIO(fast)).pages[0].extract_text()
+    text = PdfReader(io.BytesIO(pdf.html_to_pdf(html))).pages[0].extract_text()
     assert "yearly1" in text and "1. Policy SEC-12." in text  # the call and its marker
-    _html5_only(monkeypatch)
-    assert pdf.html_to_pdf(html) == fast
 
 
-def test_html_that_is_not_xml_goes_to_the_html5_parser() -> None:
-    """A template folder's `<br>`, or a character XML cannot carry (the templates turn C0
-    controls into U+FFFD, but not U+FFFF): WeasyPrint's own parser takes them."""
+def test_html_is_read_as_html5() -> None:
+    """A template folder may write HTML that is not XML: WeasyPrint reads it as a browser would."""
     br = "<!doctype html><html><body><p>one<br>two</p></body></html>"
-    assert type(pdf.parse_html(br)) is HTML
-    assert type(pdf.parse_html("<html><body><p>\uffff</p></body></html>")) is HTML
     text = PdfReader(io.BytesIO(pdf.html_to_pdf(br))).pages[0].extract_text()
     assert text.split() == ["one", "two"]  # the <br> broke the line, as in HTML
 

@@ -3,20 +3,22 @@
 Rendering is offline by construction: the HTML has no base URL and the URL fetcher refuses
 everything but `data:` URLs, so neither a template nor a value from AWS can make the renderer
 reach the network or the file system.
+
+Only WeasyPrint's public API is used (its API reference: `HTML`, `CSS`, `write_pdf`,
+`urls.URLFetcher`, `urls.FatalURLFetchingError`, `text.fonts.FontConfiguration`), so that an
+upgrade breaks nothing WeasyPrint does not announce. Importing this module imports WeasyPrint:
+modules that merely may render (the pipeline) import it where they render, so commands that
+never render (`validate-config`, `evidence verify`...) do not load it.
 """
 
 from __future__ import annotations
 
 import re
-import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 from typing import Any
 
-import cssselect2
 from jinja2 import Environment, TemplateError
 from weasyprint import CSS, HTML
-from weasyprint.css.counters import CounterStyle
-from weasyprint.html import UA, UA_STYLESHEET
 from weasyprint.text.fonts import FontConfiguration
 from weasyprint.urls import FatalURLFetchingError, URLFetcher
 
@@ -62,7 +64,7 @@ class OfflineFetcher(URLFetcher):
 
     def __init__(self) -> None:
         # Fatal so a template that points at a remote logo fails loudly instead of rendering
-        # without it; render_html_pdf turns the error into a RenderError.
+        # without it; html_to_pdf turns the error into a RenderError.
         super().__init__(allowed_protocols=("data",), allow_redirects=False, fail_on_errors=True)
 
     def fetch(self, url: str, headers: Any = None) -> Any:
@@ -79,13 +81,17 @@ def render_template(env: Environment, name: str, values: dict[str, Any]) -> str:
         raise RenderError(f"template {name}: {type(exc).__name__}: {exc}") from exc
 
 
-# The report stylesheet is the same for every owner, and parsing it costs WeasyPrint about
-# 40 ms a document (a sixth of a short report): the <style> element of the head is parsed once
-# per process and passed in pre-parsed. Keyed by its text, so a template folder that changes
-# the CSS gets its own entry.
+# What every document of a process shares, through WeasyPrint's public arguments: one font
+# configuration (the `CSS` objects and the documents they style must share one), one fetcher,
+# and the report stylesheet parsed once. Parsing that stylesheet costs WeasyPrint about 40 ms a
+# document (a sixth of a short report), so the <style> element of the head is cut out and
+# handed to `write_pdf` pre-parsed, as a user stylesheet: the page has no author stylesheet
+# left for it to lose to. Keyed by its text, so a template folder that changes the CSS gets its
+# own entry.
 _HEAD_STYLE = re.compile(r"\A(.*?<head\b.*?)<style>(.*?)</style>(.*?</head>)", re.S | re.I)
 _STYLESHEETS: dict[str, CSS] = {}
 _FONTS = FontConfiguration()
+_FETCHER = OfflineFetcher()
 
 
 def _stylesheet(text: str) -> CSS:
@@ -93,73 +99,19 @@ def _stylesheet(text: str) -> CSS:
     if found is None:
         if len(_STYLESHEETS) >= 8:  # template folders are few; never grow without bound
             _STYLESHEETS.clear()
-        found = _STYLESHEETS[text] = CSS(
-            string=text, url_fetcher=OfflineFetcher(), font_config=_FONTS
-        )
+        found = _STYLESHEETS[text] = CSS(string=text, url_fetcher=_FETCHER, font_config=_FONTS)
     return found
-
-
-# WeasyPrint's user-agent stylesheet less its rules for footnotes and notes. They are universal
-# pseudo-element rules (`::footnote-call`, `::note-marker`...), so the cascade styles five
-# pseudo-elements of every element for them: 5 % of an owner report's instructions (1,332 ->
-# 1,263 M). They only matter to an element floated into a footnote or a note, which the packaged
-# templates have none of; a page that mentions such a float keeps the whole sheet.
-_NOTE_RULES = ("::footnote", "::note")
-_UA_WITHOUT_NOTES = CSS(
-    string="\n".join(line for line in UA.splitlines() if not line.startswith(_NOTE_RULES)),
-    counter_style=CounterStyle(),
-)
-_NOTE_FLOAT = re.compile(r"float\s*:\s*(?:foot)?note", re.I)
-
-
-class _ParsedHTML(HTML):
-    """A WeasyPrint document from a tree parsed here, with the C XML parser.
-
-    WeasyPrint parses HTML with tinyhtml5, in pure Python: 23 ms of an owner report's ~350, 8 %
-    of its instructions (1,457 -> 1,336 M, counted with cachegrind). The packaged templates write
-    well-formed XHTML, which `xml.etree` reads in about 1 ms into the tree tinyhtml5 builds.
-    This sets what `HTML.__init__` sets after its parse and overrides `_ua_stylesheets`, both
-    as of WeasyPrint 70: tests/test_render_reports.py checks that the PDFs come out byte for
-    byte as WeasyPrint's own path makes them, and that it still asks for the stylesheet.
-    """
-
-    def __init__(self, root: ElementTree.Element, notes: bool) -> None:  # super() would parse
-        self.base_url = None
-        self.url_fetcher = OfflineFetcher()
-        self.media_type = "print"
-        self.wrapper_element = cssselect2.ElementWrapper.from_html_root(root, content_language=None)
-        self.etree_element = self.wrapper_element.etree_element
-        self._notes = notes
-
-    def _ua_stylesheets(self, forms: bool = False) -> list[CSS]:
-        sheets: list[CSS] = super()._ua_stylesheets(forms)
-        if self._notes or sheets[0] is not UA_STYLESHEET:
-            return sheets
-        return [_UA_WITHOUT_NOTES, *sheets[1:]]
-
-
-def parse_html(html: str, css: str = "") -> HTML:
-    """`html` as a WeasyPrint document: by the XML parser when it is well-formed XML, else (a
-    template folder's `<br>`, a character XML cannot carry) by the HTML5 parser. `css` is the
-    stylesheet that comes with it, if any."""
-    try:
-        root = ElementTree.fromstring(html)
-    except ElementTree.ParseError:
-        return HTML(string=html, base_url=None, url_fetcher=OfflineFetcher())
-    notes = _NOTE_FLOAT.search(css) is not None or _NOTE_FLOAT.search(html) is not None
-    return _ParsedHTML(root, notes)
 
 
 def html_to_pdf(html: str) -> bytes:
     """Lay out `html` with WeasyPrint, offline."""
     stylesheets = []
-    css = ""
     head = _HEAD_STYLE.match(html)
     if head is not None:
-        html, css = head.group(1) + head.group(3) + html[head.end() :], head.group(2)
-        stylesheets.append(_stylesheet(css))
+        html = head.group(1) + head.group(3) + html[head.end() :]
+        stylesheets.append(_stylesheet(head.group(2)))
     try:
-        document = parse_html(html, css)
+        document = HTML(string=html, base_url=None, url_fetcher=_FETCHER)
         pdf: bytes = document.write_pdf(stylesheets=stylesheets, font_config=_FONTS)
     except FatalURLFetchingError as exc:
         # A BaseException in WeasyPrint; it must not slip past callers' `except Exception`.
