@@ -22,6 +22,7 @@ from .errors import ReporterError, UsageError
 from .evidence import commands as evidence_commands
 from .models import RunResult
 from .pipeline import Dependencies, run
+from .reviews import commands as review_commands
 from .session import AwsOptions, SessionFactory, SessionHook
 from .web import commands as web_commands
 
@@ -86,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
 
     evidence_commands.add_parsers(sub)
+    review_commands.add_parsers(sub)
     web_commands.add_parsers(sub)
     return parser
 
@@ -142,6 +144,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             return 0
         case "evidence":
             return evidence_commands.run_command(args)
+        case "decisions":
+            return review_commands.run_command(args)
         case "web":
             return web_commands.run_web_command(args)
         case "hash-password":

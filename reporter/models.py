@@ -235,6 +235,30 @@ class ExceptionMatch:
     expires: date
     # An expired exception no longer hides anything: the finding is active again and flagged.
     expired: bool = False
+    # `config` (exceptions.rules / exceptions.file) or `review` (an owner's Keep decision).
+    source: str = "config"
+
+
+@dataclass(frozen=True)
+class Review:
+    """The owner's decision in force on a finding (`decisions import`) and where it stands.
+
+    `decision`: remove | keep | not_mine. `until`: a Keep's last day, a Remove's due date.
+    `state`: pending | kept | expired | promised | overdue | triage | reassigned
+    (`reporter.reviews.decisions`)."""
+
+    id: int
+    decision: str
+    by: str
+    at: datetime
+    until: date | None
+    reason: str
+    state: str
+    approved_by: str | None = None
+
+    @property
+    def overdue(self) -> bool:
+        return self.state == "overdue"
 
 
 @dataclass(frozen=True)
@@ -261,6 +285,8 @@ class ReportItem:
     # removed by following the report.
     organization_access: OrganizationAccess | None = None
     window: ObservationWindow | None = None
+    # The owner's decision in force (access reviews), or None.
+    review: Review | None = None
 
 
 @dataclass(frozen=True)

@@ -306,7 +306,9 @@ SHEETS = ["Summary", "Findings", "Remediation", "Exceptions", "Coverage"]
 
 
 def test_workbook_sheets(owner_book: openpyxl.Workbook) -> None:
-    assert owner_book.sheetnames == SHEETS
+    # The owner's workbook also carries its run id and owner, hidden, for `decisions import`.
+    assert owner_book.sheetnames == [*SHEETS, "Review"]
+    assert owner_book["Review"].sheet_state == "hidden"
 
 
 def test_findings_sheet_has_one_row_per_finding_with_the_record_values(
@@ -314,7 +316,7 @@ def test_findings_sheet_has_one_row_per_finding_with_the_record_values(
 ) -> None:
     ws = owner_book["Findings"]
     headers = [c.value for c in ws[1]]
-    assert headers == [*data.FLAT_COLUMNS, "Decision", "Reason"]
+    assert headers == [*data.FLAT_COLUMNS, "Decision", "Keep until", "Reason"]
     rows = list(ws.iter_rows(min_row=2))
     assert len(rows) == len(report.items)
     records = [data.flat_record(data.finding_record(i)) for i in sort_items(report.items)]
@@ -331,7 +333,7 @@ def test_findings_sheet_layout(report: OwnerReport, owner_book: openpyxl.Workboo
     decision = openpyxl.utils.get_column_letter(column(ws, "Decision"))
     (validation,) = ws.data_validations.dataValidation
     assert validation.type == "list"
-    assert validation.formula1 == '"Remove,Keep until,Accept risk"'
+    assert validation.formula1 == '"Remove,Keep,Not mine"'
     assert str(validation.sqref) == f"{decision}2:{decision}{last_row}"
     assert ws.column_dimensions["E"].width > 30  # principal_arn is readable
 

@@ -281,6 +281,7 @@ class _Spool:
 class _SheetEntry:
     name: str
     auto_filter: str | None = None
+    hidden: bool = False
 
 
 class Workbook:
@@ -333,14 +334,18 @@ class Workbook:
         freeze_header: bool = False,
         auto_filter: bool = False,
         validation: ListValidation | None = None,
+        hidden: bool = False,
     ) -> Sheet:
-        """Open the next worksheet; close it (or leave its `with` block) before the next one."""
+        """Open the next worksheet; close it (or leave its `with` block) before the next one.
+        A `hidden` sheet is not shown (Format > Sheet > Unhide shows it); never the first."""
         if self._open:
             raise RuntimeError("close the previous sheet first")
         if not 0 < len(name) <= 31 or set(name) & set("[]:*?/\\") or name.startswith("'"):
             raise ValueError(f"not a valid sheet name: {name!r}")
+        if hidden and not self._sheets:
+            raise ValueError("the first sheet cannot be hidden")
         self._open = True
-        entry = _SheetEntry(name)
+        entry = _SheetEntry(name, hidden=hidden)
         self._sheets.append(entry)
         return Sheet(self, entry, len(self._sheets), widths, freeze_header, auto_filter, validation)
 
@@ -354,7 +359,9 @@ class Workbook:
         count = len(self._sheets)
         stamp = self.stamp.strftime("%Y-%m-%dT%H:%M:%SZ")
         sheets = "".join(
-            f'<sheet name="{escape_attr(s.name)}" sheetId="{n}" r:id="rId{n}"/>'
+            f'<sheet name="{escape_attr(s.name)}" sheetId="{n}"'
+            + (' state="hidden"' if s.hidden else "")
+            + f' r:id="rId{n}"/>'
             for n, s in enumerate(self._sheets, 1)
         )
         names = "".join(

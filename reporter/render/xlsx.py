@@ -56,6 +56,8 @@ from reporter.render.sheetxml import (
     clean_text,
     column_letter,
 )
+from reporter.reviews.decisions import LABELS
+from reporter.reviews.workbook import CARRIER_SHEET, DECISION, KEEP_UNTIL, OWNER, REASON, RUN_ID
 
 __all__ = [
     "COVERAGE_COLUMNS",
@@ -74,7 +76,7 @@ __all__ = [
     "render_summary_xlsx",
 ]
 
-DECISIONS = ("Remove", "Keep until", "Accept risk")
+DECISIONS = LABELS
 
 # Longer hyperlinks make Excel refuse the link; the URL is then shown as text.
 MAX_LINK = 2_079
@@ -162,7 +164,11 @@ _FINDING_KINDS = {
 FINDING_COLUMNS: tuple[Column, ...] = tuple(
     Column(f, _FINDING_WIDTHS[f], _FINDING_KINDS.get(f, "text")) for f in FLAT_COLUMNS
 )
-INPUT_COLUMNS: tuple[Column, ...] = (Column("Decision", 14), Column("Reason", 40))
+INPUT_COLUMNS: tuple[Column, ...] = (
+    Column(DECISION, 14),
+    Column(KEEP_UNTIL, 12, "date"),
+    Column(REASON, 40),
+)
 
 REMEDIATION_COLUMNS: tuple[Column, ...] = (
     Column("key", 40),
@@ -217,7 +223,16 @@ def render_owner_xlsx(report: OwnerReport) -> bytes:
         _resolved(sheet, report.resolved)
         _usage_notes(sheet)
     _tables(book, report.items, report.coverage, report.exception_notices)
+    _carrier(book, report)
     return book.finish()
+
+
+def _carrier(book: Workbook, report: OwnerReport) -> None:
+    """The hidden sheet that tells `decisions import` whose workbook this is, from which run."""
+    with book.sheet(CARRIER_SHEET, (12, 60), hidden=True) as sheet:
+        sheet.row((RUN_ID, report.context.run_id))
+        sheet.row((OWNER, report.owner))
+        sheet.row(("note", "Read by `access-reporter decisions import`; do not edit."))
 
 
 def render_summary_xlsx(summary: OrgSummary) -> bytes:
@@ -467,7 +482,8 @@ def _usage_notes(sheet: _Summary) -> None:
     sheet.section("How to use this workbook")
     for line in (
         "Findings: one row per finding. Record your decision in the Decision column "
-        f"({' / '.join(DECISIONS)}) and why in Reason.",
+        f"({' / '.join(DECISIONS)}), for Keep the last day in Keep until, and why in Reason; "
+        "return the saved workbook to the security team.",
         "Remediation: the commands that remove each finding, in order, with their rollback. "
         "Run them in the account named on the row. Organization access findings "
         "(organization_access_kind) have read-only steps only: keep them under the suggested "
@@ -587,7 +603,7 @@ def _findings_sheet(book: Workbook, count: int) -> _Rows:
         sqref=f"{decision}2:{decision}{min(max(count, 1) + 1, MAX_ROWS)}",
         options=DECISIONS,
         title="Decision",
-        prompt="Remove the access, keep it until a date (say which in Reason), or accept the risk.",
+        prompt="Remove the access; Keep it until a date (Keep until) for a Reason; or Not mine.",
         error=f"Choose one of: {', '.join(DECISIONS)}.",
     )
     # No per-cell alignment or fill here: the commands are wrapped on the Remediation sheet, and
