@@ -634,3 +634,6 @@ def configure_logging(stream: IO[str], level: int = logging.INFO) -> None:
         root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(level)
+    # Alembic narrates every start-up at INFO (its plugins, its DDL mode); the state room logs
+    # one line when it migrates.
+    logging.getLogger("alembic").setLevel(max(level, logging.WARNING))

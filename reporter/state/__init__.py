@@ -10,6 +10,8 @@ refused rather than misread.
 
 from __future__ import annotations
 
+import logging
+
 from sqlalchemy import Connection
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -18,6 +20,8 @@ from ..errors import StateError
 from .engine import open_engine, schema_change, state_error
 
 __all__ = ["HEAD", "migrate", "open_state"]
+
+log = logging.getLogger(__name__)
 
 # The revision this code writes; `tests/test_state.py` checks it is the scripts' head.
 HEAD = "0003"
@@ -55,6 +59,7 @@ def migrate(engine: Engine) -> None:
                     "another database"
                 )
             command.upgrade(config, HEAD)  # type: ignore[arg-type]
+            log.info("state database schema migrated from %s to %s", current or "none", HEAD)
     except SQLAlchemyError as exc:
         raise state_error(engine, "open the state database", exc) from exc
 
