@@ -388,6 +388,19 @@ class OwnerReport:
 
 
 @dataclass(frozen=True)
+class ReviewProgress:
+    """One owner's access review: decisions in force, Keeps pending approval, overdue and
+    verified removals, Not mine."""
+
+    owner: str
+    decided: int
+    pending: int
+    overdue: int
+    removed: int
+    not_mine: int = 0
+
+
+@dataclass(frozen=True)
 class OrgSummary:
     """The security team's view of the whole run."""
 
@@ -405,6 +418,9 @@ class OrgSummary:
     lookalikes: tuple[tuple[Lookalike, int], ...] = ()
     # What the organization access check could not see (trust policies not read, and why).
     organization_access_notes: tuple[str, ...] = ()
+    # Access reviews: progress per owner, and the findings owners said are not theirs.
+    review_progress: tuple[ReviewProgress, ...] = ()
+    triage: tuple[ReportItem, ...] = ()
 
 
 @dataclass(frozen=True)

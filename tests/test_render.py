@@ -453,7 +453,7 @@ def test_findings_json_validates_and_matches_items(report: OwnerReport) -> None:
     jsonschema = pytest.importorskip("jsonschema")
     document = json.loads(data.findings_json(report.items, report.context))
     jsonschema.validate(document, FINDINGS_SCHEMA, format_checker=jsonschema.FormatChecker())
-    assert document["schema_version"] == data.SCHEMA_VERSION == 3
+    assert document["schema_version"] == data.SCHEMA_VERSION == 4
     assert document["run_id"] == fx.RUN_ID
     assert document["generated_at"] == "2025-03-10T06:30:00Z"
     findings = document["findings"]
@@ -493,7 +493,9 @@ def test_finding_record_shape() -> None:
         "approved_by": "ciso@example.com",
         "expires": "2025-09-30",
         "expired": False,
+        "source": "config",
     }
+    assert password["review"] is None
     role = data.finding_record(sort_items(fx.sample_items())[0])
     assert (role["sla_days"], role["sla_breached"], role["age_days"]) == (30, True, 63)
     perms = data.finding_record(items[FindingType.UNUSED_PERMISSION])

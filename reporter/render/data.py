@@ -20,12 +20,14 @@ from reporter.models import (
     Recommendation,
     RemediationStep,
     ReportItem,
+    Review,
     RunContext,
 )
 
 # 2: exception, recommendation, SLA, new, owner notes, policy documents, step detail.
 # 3: organization_access, observation_window.
-SCHEMA_VERSION = 3
+# 4: review (the owner's decision in force), exception.source.
+SCHEMA_VERSION = 4
 
 # Spreadsheet programs treat a cell starting with one of these as a formula (OWASP "CSV
 # injection"); tab and carriage return are on the list because Excel strips them and then
@@ -86,6 +88,12 @@ FLAT_COLUMNS: tuple[str, ...] = (
     "link_access_analyzer",
     "link_security_hub",
     "sources",
+    "review_decision",
+    "review_state",
+    "review_by",
+    "review_at",
+    "review_until",
+    "review_reason",
 )
 
 # Whitespace, quotes, angle brackets and backslashes never occur in the console URLs enrich builds.
@@ -190,6 +198,23 @@ def finding_record(item: ReportItem) -> dict[str, Any]:
         "exception": exception_record(item.exception),
         "organization_access": organization_access_record(item.organization_access),
         "observation_window": window_record(item.window),
+        "review": review_record(item.review),
+    }
+
+
+def review_record(review: Review | None) -> dict[str, Any] | None:
+    """The owner's decision in force (access reviews) and where it stands, or None."""
+    if review is None:
+        return None
+    return {
+        "id": review.id,
+        "decision": review.decision,
+        "by": review.by,
+        "at": iso_datetime(review.at),
+        "until": iso_date(review.until),
+        "reason": _or_null(review.reason),
+        "state": review.state,
+        "approved_by": review.approved_by,
     }
 
 
@@ -251,6 +276,7 @@ def exception_record(match: ExceptionMatch | None) -> dict[str, Any] | None:
         "approved_by": match.approved_by,
         "expires": iso_date(match.expires),
         "expired": match.expired,
+        "source": match.source,
     }
 
 
@@ -330,6 +356,7 @@ def flat_record(record: dict[str, Any]) -> dict[str, Any]:
     exception = record["exception"] or {}
     access = record["organization_access"] or {}
     window = record["observation_window"]
+    review = record["review"] or {}
     flat.update(
         owner_notes="\n".join(record["owner_notes"]),
         exception_id=exception.get("id"),
@@ -365,6 +392,12 @@ def flat_record(record: dict[str, Any]) -> dict[str, Any]:
         link_access_analyzer=links["access_analyzer"],
         link_security_hub=links["security_hub"],
         sources="; ".join(f"{s['source']}:{s['id']}" for s in record["sources"]),
+        review_decision=review.get("decision"),
+        review_state=review.get("state"),
+        review_by=review.get("by"),
+        review_at=review.get("at"),
+        review_until=review.get("until"),
+        review_reason=review.get("reason"),
     )
     return {k: flat[k] for k in FLAT_COLUMNS}
 

@@ -1,4 +1,4 @@
-"""JSON Schema (draft 2020-12) of `data/findings.json`, schema_version 2.
+"""JSON Schema (draft 2020-12) of `data/findings.json`, schema_version 4.
 
 Kept as a Python constant rather than a `.json` file so it ships with the package without a
 package-data entry; `json.dumps(FINDINGS_SCHEMA)` gives the file form for consumers.
@@ -151,6 +151,7 @@ FINDING_SCHEMA: dict[str, Any] = _object(
                     "approved_by": {"type": "string"},
                     "expires": _DATE,
                     "expired": {"type": "boolean"},
+                    "source": {"enum": ["config", "review"]},
                 }
             )
         ),
@@ -180,6 +181,30 @@ FINDING_SCHEMA: dict[str, Any] = _object(
                 },
                 "since": _nullable(_DATE),
             }
+        ),
+        "review": _nullable(
+            _object(
+                {
+                    "id": {"type": "integer"},
+                    "decision": {"enum": ["remove", "keep", "not_mine"]},
+                    "by": {"type": "string"},
+                    "at": _DATETIME,
+                    "until": _nullable(_DATE),
+                    "reason": _nullable({"type": "string"}),
+                    "state": {
+                        "enum": [
+                            "pending",
+                            "kept",
+                            "expired",
+                            "promised",
+                            "overdue",
+                            "triage",
+                            "reassigned",
+                        ]
+                    },
+                    "approved_by": _nullable({"type": "string"}),
+                }
+            )
         ),
     }
 )

@@ -141,6 +141,12 @@ _FINDING_WIDTHS = {
     "link_access_analyzer": 40,
     "link_security_hub": 40,
     "sources": 40,
+    "review_decision": 12,
+    "review_state": 12,
+    "review_by": 26,
+    "review_at": 17,
+    "review_until": 12,
+    "review_reason": 40,
 }
 _FINDING_KINDS = {
     "priority": "int",
@@ -160,6 +166,8 @@ _FINDING_KINDS = {
     "link_console": "link",
     "link_access_analyzer": "link",
     "link_security_hub": "link",
+    "review_at": "datetime",
+    "review_until": "date",
 }
 FINDING_COLUMNS: tuple[Column, ...] = tuple(
     Column(f, _FINDING_WIDTHS[f], _FINDING_KINDS.get(f, "text")) for f in FLAT_COLUMNS

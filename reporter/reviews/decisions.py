@@ -20,11 +20,11 @@ A Remove whose finding a later run no longer finds is `removed` (verified by tha
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 
-from reporter.models import ExceptionMatch, Review
+from reporter.models import ExceptionMatch, ReportItem, Review, ReviewProgress
 
 __all__ = [
     "Decision",
@@ -273,3 +273,183 @@ def exception_for(review: Review) -> ExceptionMatch | None:
         expired=review.state == Outcome.EXPIRED,
         source="review",
     )
+
+
+# ---- what the decisions in force do to a run ----------------------------------------------------
+
+
+def review_exceptions(
+    in_force: Mapping[str, RecordedDecision], today: date, *, keep_requires_approval: bool
+) -> dict[str, ExceptionMatch]:
+    """finding key → the exception a Keep in force makes of it (approved, or needing no
+    approval); expired ones too, flagged, as config exceptions are."""
+    found: dict[str, ExceptionMatch] = {}
+    for key, decision in in_force.items():
+        if decision.decision is not Decision.KEEP:
+            continue
+        review = review_for(
+            decision,
+            None,
+            today,
+            remove_within_days=1,
+            keep_requires_approval=keep_requires_approval,
+        )
+        match = exception_for(review)
+        if match is not None:
+            found[key] = match
+    return found
+
+
+def apply_reviews(
+    items: Sequence[ReportItem],
+    in_force: Mapping[str, RecordedDecision],
+    today: date,
+    *,
+    remove_within_days: int,
+    keep_requires_approval: bool,
+) -> list[ReportItem]:
+    """Each item with the review of the decision in force on it (None without one)."""
+    out = []
+    for item in items:
+        decision = in_force.get(item.finding.key)
+        if decision is None:
+            out.append(item)
+            continue
+        review = review_for(
+            decision,
+            item.owner.owner,
+            today,
+            remove_within_days=remove_within_days,
+            keep_requires_approval=keep_requires_approval,
+        )
+        out.append(replace(item, review=review))
+    return out
+
+
+def removals_verified(
+    in_force: Mapping[str, RecordedDecision],
+    found: Iterable[str],
+    covered_accounts: Iterable[str],
+) -> list[RecordedDecision]:
+    """Remove decisions this run verifies: not verified yet, their finding no longer found, in
+    an account this run covered (a finding missing from an account not read proves nothing)."""
+    present = set(found)
+    covered = set(covered_accounts)
+    return [
+        d
+        for key, d in in_force.items()
+        if d.decision is Decision.REMOVE
+        and d.verified_run_id is None
+        and key not in present
+        and key.split("/", 1)[0] in covered
+    ]
+
+
+def progress(
+    in_force: Mapping[str, RecordedDecision],
+    items: Sequence[ReportItem],
+    *,
+    keep_requires_approval: bool,
+) -> tuple[ReviewProgress, ...]:
+    """Per owner who decided anything: decisions in force, Keeps pending approval, overdue
+    removals (from this run's items) and verified removals, by owner address."""
+    overdue: dict[str, int] = {}
+    for item in items:
+        if item.review is not None and item.review.overdue:
+            decision = in_force.get(item.finding.key)
+            owner = decision.owner if decision is not None else ""
+            overdue[owner] = overdue.get(owner, 0) + 1
+    counts: dict[str, list[int]] = {}
+    for d in in_force.values():
+        row = counts.setdefault(d.owner, [0, 0, 0, 0, 0])
+        row[0] += 1
+        if d.decision is Decision.KEEP and keep_requires_approval and d.approved_by is None:
+            row[1] += 1
+        if d.decision is Decision.REMOVE and d.verified_run_id is not None:
+            row[3] += 1
+        if d.decision is Decision.NOT_MINE:
+            row[4] += 1
+    return tuple(
+        ReviewProgress(
+            owner=owner,
+            decided=c[0],
+            pending=c[1],
+            overdue=overdue.get(owner, 0),
+            removed=c[3],
+            not_mine=c[4],
+        )
+        for owner, c in sorted(counts.items())
+    )
+
+
+def verified(decision: RecordedDecision, run_id: str, at: datetime) -> RecordedDecision:
+    return replace(decision, verified_run_id=run_id, verified_at=at)
+
+
+def outcome(
+    decision: RecordedDecision,
+    found: Mapping[str, Review],
+    today: date,
+    *,
+    remove_within_days: int,
+    keep_requires_approval: bool,
+) -> str:
+    """Where a decision stands: its finding's review state when this run found it, `removed`
+    for a verified Remove, else what the dates say."""
+    if decision.key in found:
+        return found[decision.key].state
+    if decision.decision is Decision.REMOVE and decision.verified_run_id is not None:
+        return Outcome.REMOVED.value
+    return review_for(
+        decision,
+        decision.owner,
+        today,
+        remove_within_days=remove_within_days,
+        keep_requires_approval=keep_requires_approval,
+    ).state
+
+
+def decision_record(
+    decision: RecordedDecision, state: str, remove_within_days: int
+) -> dict[str, object]:
+    """A decision with its provenance, as `data/decisions.json` and the attestation hold it."""
+    account_id, _, rest = decision.key.partition("/")
+    finding_type, _, principal_arn = rest.partition("/")
+    due = decision.due(remove_within_days) if decision.decision is Decision.REMOVE else None
+    return {
+        "id": decision.id,
+        "key": decision.key,
+        "account_id": account_id,
+        "type": finding_type,
+        "principal_arn": principal_arn,
+        "owner": decision.owner,
+        "decision": decision.decision.value,
+        "keep_until": _iso(decision.keep_until),
+        "due": _iso(due),
+        "reason": decision.reason or None,
+        "decided_by": decision.decided_by,
+        "recorded_at": _iso(decision.recorded_at),
+        "approved_by": decision.approved_by,
+        "approved_at": _iso(decision.approved_at),
+        "state": state,
+        "verified": (
+            {"run_id": decision.verified_run_id, "at": _iso(decision.verified_at)}
+            if decision.verified_run_id
+            else None
+        ),
+        "source": {
+            "file_sha256": decision.source_sha256,
+            "file_name": decision.source_name,
+            "run_id": decision.run_id,
+            "sheet_row": decision.sheet_row,
+            "imported_by": decision.imported_by,
+        },
+    }
+
+
+def _iso(value: date | None) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="seconds").replace("+00:00", "Z")
+    return value.isoformat()
