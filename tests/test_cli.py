@@ -164,3 +164,21 @@ def test_demo_prints_a_table(tmp_path: Path) -> None:
     text = buffer.getvalue()
     assert code == 0
     assert "owner" in text and "findings" in text and "Reports: " in text
+
+
+def test_the_demo_closes_the_review_loop(demo_run: Path) -> None:
+    from reporter.evidence import verify
+
+    out = demo_run.parent
+    _, second = sorted(p for p in out.iterdir() if (p / "manifest.json").is_file())
+    decisions = json.loads((second / "data" / "decisions.json").read_text())
+    assert sorted(d["state"] for d in decisions["decisions"]) == ["kept", "removed", "triage"]
+    (imported,) = decisions["imported_since_previous_run"]
+    assert (second / imported["path"]).is_file()
+    findings = {
+        f["key"]: f for f in json.loads((second / "data/findings.json").read_text())["findings"]
+    }
+    kept = next(d for d in decisions["decisions"] if d["state"] == "kept")
+    assert findings[kept["key"]]["exception"]["source"] == "review"
+    (attestation,) = (out / ".attestations").iterdir()
+    assert verify(attestation).ok

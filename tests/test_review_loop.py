@@ -143,3 +143,50 @@ def test_decisions_come_back_and_the_next_run_verifies_keeps_and_triages(
     assert {d["key"]: d for d in later["decisions"]}[removed["key"]]["verified"]["run_id"] == (
         second.context.run_id
     )
+
+
+def test_the_attestation_of_the_period_verifies(sandbox: Sandbox, tmp_path: Path) -> None:
+    from pypdf import PdfReader
+
+    from reporter.evidence import verify
+    from reporter.reviews.attestation import write_attestation
+
+    first = _run(sandbox, tmp_path, NOW + 3 * WEEK)
+    records = _records(Path(first.run_dir))
+    owner = next(o for o, n in first.owners if n >= 2 and o != "security-team@example.com")
+    mine = [r for r in records.values() if r["owner"] == owner and r["status"] == "active"]
+    book = (Path(first.run_dir) / "owners" / owner_slug(owner) / "findings.xlsx").read_bytes()
+    decided = {
+        mine[0]["key"]: {"Decision": "Remove"},
+        mine[1]["key"]: {"Decision": "Not mine", "Reason": "not ours"},
+    }
+    filled = fill(book, decided)
+    settings = _settings(sandbox, tmp_path)
+    with DecisionStore(settings.state.database_url) as store:
+        import_files(settings, LocalStore(tmp_path / "out"), store, [("b.xlsx", filled)], "",
+                     NOW + 3 * WEEK + timedelta(hours=1), io.StringIO())  # fmt: skip
+        history = store.history()
+    day = (NOW + 3 * WEEK).date()
+    folder = write_attestation(
+        settings, LocalStore(tmp_path / "out"), history, day, day, tmp_path / "att",
+        NOW + 3 * WEEK + timedelta(hours=2),
+    )  # fmt: skip
+    assert verify(folder).ok
+    doc = json.loads((folder / "attestation.json").read_text())
+    assert doc["coverage"]["decided"] == 2 and doc["coverage"]["findings"] == len(records)
+    assert [r["run_id"] for r in doc["scope"]["runs"]] == [first.context.run_id]
+    states = {d["key"]: d["state"] for d in doc["decisions"]}
+    assert states == {mine[0]["key"]: "promised", mine[1]["key"]: "triage"}
+    opened = {i["key"]: i["open"] for i in doc["open_items"]}
+    assert opened[mine[0]["key"]] == "removal promised, not yet verified"
+    mine_row = next(o for o in doc["owners"] if o["owner"] == owner)
+    assert (mine_row["decided"], mine_row["remove"], mine_row["not_mine"]) == (2, 1, 1)
+    text = "".join(p.extract_text() for p in PdfReader(folder / "attestation.pdf").pages)
+    assert "Access review attestation" in text and owner in text
+    from openpyxl import load_workbook
+
+    wb = load_workbook(folder / "attestation.xlsx")
+    assert wb.sheetnames == ["Summary", "Owners", "Decisions", "Open items", "Exceptions", "Runs"]
+    # Tampering shows.
+    (folder / "attestation.json").write_text("{}")
+    assert not verify(folder).ok

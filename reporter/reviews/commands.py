@@ -55,6 +55,36 @@ def add_parsers(sub: Any) -> None:
     approve.add_argument("id", type=int)
     approve.add_argument("--by", required=True, help="the approver's e-mail address")
 
+    review = sub.add_parser("review", help="access review attestation for auditors")
+    reviews = review.add_subparsers(dest="review_command", required=True, metavar="ACTION")
+    text = (
+        "write the access review attestation of a period (attestation.pdf, .xlsx, .json and a "
+        "manifest that `evidence verify` checks)"
+    )
+    report = reviews.add_parser("report", help=text, description=text)
+    report.add_argument("--from", dest="start", required=True, type=date.fromisoformat)
+    report.add_argument("--to", dest="stop", required=True, type=date.fromisoformat)
+    report.add_argument("-c", "--config", type=Path, help=f"config file (default {DEFAULT_CONFIG})")
+    report.add_argument("-o", "--out", type=Path, default=Path("attestations"), help="folder")
+
+
+def run_review_command(args: argparse.Namespace) -> int:
+    from reporter.state.decisions import DecisionStore
+
+    from .attestation import write_attestation
+
+    if args.stop < args.start:
+        raise UsageError("--to is before --from")
+    settings = settings_for(args.config)
+    now = datetime.now(UTC).replace(microsecond=0)
+    with DecisionStore(settings.state.database_url) as store:
+        history = store.history()
+    folder = write_attestation(
+        settings, open_store(settings), history, args.start, args.stop, args.out, now
+    )
+    print(f"Attestation: {folder}  (check it with `access-reporter evidence verify {folder}`)")
+    return 0
+
 
 def settings_for(config: Path | None) -> Settings:
     if config is not None:

@@ -248,13 +248,13 @@ class DecisionStore:
     def imports(
         self, since: datetime | None = None, until: datetime | None = None, content: bool = False
     ) -> list[ImportedFile]:
-        """The workbooks imported in [since, until), oldest first."""
+        """The workbooks imported in [since, until], oldest first (times are to the second)."""
         columns = [c for c in review_imports.c if content or c.name != "content"]
         query = select(*columns).order_by(review_imports.c.imported_at, review_imports.c.sha256)
         if since is not None:
             query = query.where(review_imports.c.imported_at >= since)
         if until is not None:
-            query = query.where(review_imports.c.imported_at < until)
+            query = query.where(review_imports.c.imported_at <= until)
         with self._connect("read the imported workbooks") as conn:
             rows = conn.execute(query).all()
         files = []
