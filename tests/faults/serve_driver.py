@@ -1,9 +1,10 @@
 """One `serve` replica in its own process, on the sandbox organization and a real SMTP server:
-`python -m tests.faults.serve_driver TMP PORT STATE_URL SLOT_ISO`.
+`python -m tests.faults.serve_driver TMP PORT STATE_URL`: it prints `{"ready": …}` once its sandbox
+is built, reads the slot (ISO 8601) from its standard input, then serves.
 
 It is the real scheduled path (`Service`, APScheduler, its job store and run lock in the state
 database, the retry job, the watch for interrupted slots) around the real pipeline; only the
-trigger is a single slot at SLOT_ISO and the intervals are seconds, so a test sees a week's
+trigger is a single slot at the time given and the intervals are seconds, so a test sees a week's
 slot, its retries and a takeover within a minute. Prints one JSON line per finished run.
 """
 
@@ -18,7 +19,7 @@ from pathlib import Path
 from apscheduler.triggers.interval import IntervalTrigger
 
 
-def main(tmp: str, port: str, state_url: str, slot: str) -> None:
+def main(tmp: str, port: str, state_url: str) -> None:
     from reporter.config import load_data
     from reporter.deliver.driver import close_deliverer, open_deliverer
     from reporter.render.environment import make_environment
@@ -56,7 +57,11 @@ def main(tmp: str, port: str, state_url: str, slot: str) -> None:
             finally:
                 close_deliverer(deliverer)
 
-        start = datetime.fromisoformat(slot)
+        # The slot is given once every replica is ready: building a sandbox takes a while on a
+        # loaded machine, and a slot that passed before the first replica stored the job would
+        # simply be next week's.
+        print(json.dumps({"ready": os.getpid()}), flush=True)
+        start = datetime.fromisoformat(sys.stdin.readline().strip())
         service = Service(
             database_url=state_url,
             job=job,

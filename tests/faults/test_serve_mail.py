@@ -81,16 +81,29 @@ def holding_server() -> Iterator[tuple[HoldingServer, int]]:
         controller.stop()
 
 
-def replica(
-    tmp: Path, port: int, state_url: str, slot: datetime, name: str
-) -> subprocess.Popen[str]:
+def replica(tmp: Path, port: int, state_url: str, name: str) -> subprocess.Popen[str]:
+    """A `serve` process (tests/faults/serve_driver.py); give it its slot with `serve`."""
     log = (tmp / f"{name}.log").open("w")
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests.faults.serve_driver", str(tmp), str(port), state_url,
-         slot.isoformat()],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=log, text=True,
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.faults.serve_driver", str(tmp), str(port), state_url],
+        cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
         env={**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"},
     )  # fmt: skip
+    assert process.stdout is not None
+    assert '"ready"' in process.stdout.readline(), f"see {tmp / name}.log"
+    return process
+
+
+def serve(process: subprocess.Popen[str], slot: datetime) -> None:
+    """Hand the replica its slot and wait until it serves."""
+    assert process.stdin is not None and process.stdout is not None
+    process.stdin.write(slot.isoformat() + "\n")
+    process.stdin.flush()
+    assert '"serving"' in process.stdout.readline()
+
+
+def soon(seconds: int = 8) -> datetime:
+    return datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=seconds)
 
 
 def until(check: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
@@ -189,18 +202,20 @@ def test_serve_killed_mid_data_and_restarted_delivers_each_recipient_once(
         if backend == "sqlite"
         else request.getfixturevalue("postgres_url")
     )
-    slot = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=20)
-    round_id = slot_round(JOB_ID, slot)
     with holding_server() as (server, port):
         misbehave(server)
         server.hold.set()  # the first DATA that gets through is held…
-        first = replica(tmp_path, port, state_url, slot, "first")
+        first = replica(tmp_path, port, state_url, "first")
+        slot = soon()
+        round_id = slot_round(JOB_ID, slot)
+        serve(first, slot)
         try:
             until(server.holding.is_set, "a DATA in flight")
             first.send_signal(signal.SIGKILL)  # …and the replica killed while it is in flight
             first.wait(30)
             server.go.set()
-            restarted = replica(tmp_path, port, state_url, slot, "restarted")
+            restarted = replica(tmp_path, port, state_url, "restarted")
+            serve(restarted, slot)
             until(lambda: settled(state_url, round_id), "the slot to settle")
         finally:
             for p in (first, locals().get("restarted")):
@@ -224,17 +239,18 @@ def holder_pid(state_url: str) -> int | None:
 def test_replicas_one_stopped_before_the_slot_one_killed_during_it_run_it_once(
     tmp_path: Path, postgres_url: str
 ) -> None:
-    slot = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=25)
-    round_id = slot_round(JOB_ID, slot)
     with holding_server() as (server, port):
         misbehave(server)
         server.hold.set()
-        replicas = {n: replica(tmp_path, port, postgres_url, slot, n) for n in "abc"}
+        replicas = {n: replica(tmp_path, port, postgres_url, n) for n in "abc"}
+        slot = soon(12)
+        round_id = slot_round(JOB_ID, slot)
         try:
-            for p in replicas.values():  # each has started serving
-                assert p.stdout is not None and '"serving"' in p.stdout.readline()
+            for p in replicas.values():
+                serve(p, slot)
             replicas["a"].send_signal(signal.SIGTERM)  # stopped before the slot
             assert replicas["a"].wait(60) == 0
+            assert datetime.now(UTC) < slot, "replica a stopped after the slot: inconclusive"
             until(server.holding.is_set, "a DATA in flight")
             pid = holder_pid(postgres_url)
             (killed,) = [n for n, p in replicas.items() if p.pid == pid]
