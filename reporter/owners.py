@@ -8,31 +8,15 @@ kept in `OwnerResolution.notes` so the report can say why the obvious owner was 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from enum import StrEnum
 from types import MappingProxyType
-from typing import TYPE_CHECKING
 
+# The ladder's steps and the allowed-address rule are the config's (`owners.ladder`,
+# `owners.allowed_domains`), which checks the settings by them; re-exported here for the stages.
+from .config import DEFAULT_LADDER, PLAIN_ADDRESS, OwnersSettings, Step, is_allowed
 from .models import Account, Finding, OwnerResolution
 
-if TYPE_CHECKING:  # config imports this module (is_allowed); the settings type is only a hint
-    from .config import OwnersSettings
-
-
-class Step(StrEnum):
-    """The rungs of the ladder, as `owners.ladder` spells them."""
-
-    PRINCIPAL_TAG = "principal_tag"
-    ACCOUNT_TAG = "account_tag"
-    OU = "ou"
-    OWNER_MAP = "owner_map"
-    ALTERNATE_CONTACT = "alternate_contact"
-    FALLBACK = "fallback"
-
-
-DEFAULT_LADDER: tuple[Step, ...] = tuple(Step)
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 # Tag values and contacts come from AWS and may be long; a note quotes only the start.
 _QUOTE_WIDTH = 80
@@ -84,22 +68,6 @@ def rules_from_settings(owners: OwnersSettings) -> OwnerRules:
         allowed_domains=tuple(owners.allowed_domains),
         fallback=tuple(owners.fallback),
     )
-
-
-# One plain address and nothing else: a tag value such as "evil@x.test a@example.com" must
-# not pass as an address in example.com (a mail parser would take the first one).
-_ADDRESS = re.compile(
-    r"^[A-Za-z0-9.!#$%&*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$"
-)
-
-
-def is_allowed(address: str, allowed_domains: tuple[str, ...]) -> bool:
-    """Mail only goes to a plain address in one of the configured domains (exact match, as
-    `owners.allowed_domains` is documented)."""
-    if not _ADDRESS.match(address):
-        return False
-    domain = address.rpartition("@")[2].lower()
-    return domain in {d.lower() for d in allowed_domains}
 
 
 def resolve_owner(
@@ -236,7 +204,7 @@ def _usable(value: str, rules: OwnerRules) -> tuple[str | None, str]:
         if mapped is None:
             return None, f"names {_quote(value)}, who has no address in owners.names"
         address, via = mapped.strip(), f"names {_quote(value)} → "
-    if not _ADDRESS.match(address):
+    if not PLAIN_ADDRESS.match(address):
         return None, f"{via}{_quote(address)} is not a single plain e-mail address"
     if not is_allowed(address, rules.allowed_domains):
         return None, f"{via}{_short(address)} is outside owners.allowed_domains"

@@ -63,6 +63,7 @@ from .render.data import findings_data_chunks, iso_datetime
 from .render.environment import make_environment
 from .render.parallel import OwnerFilesRendered, render_owner_files
 from .render.pdf import PdfLimits, render_summary_pdf
+from .render.schema import SCHEMA_PATH, schema_json
 from .render.xlsx import SummaryWorkbook
 from .reviews.decisions import (
     RecordedDecision,
@@ -332,6 +333,8 @@ def _run(
             ("data/findings.json", "data/findings.csv"),
             findings_data_chunks(org_book.items, context, on_record=org_book.add),
         )
+        # The schema the data files were written to, hashed with them in the manifest.
+        folder.write(SCHEMA_PATH, schema_json())
         folder.write_json("data/coverage.json", [_coverage_record(c) for c in coverage])
         folder.write_json(
             "data/quarantine.json",

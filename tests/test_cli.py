@@ -33,6 +33,7 @@ def test_demo_writes_every_file_and_the_manifest_verifies(demo_run: Path) -> Non
         "data/findings.json",
         "data/findings.csv",
         "data/coverage.json",
+        "schema/findings.schema.json",
     ):
         assert required in listed
     assert verify(demo_run).ok

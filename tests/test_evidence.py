@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 from reporter.cli import main
@@ -29,6 +30,7 @@ from reporter.evidence import (
     verify,
     verify_zip,
 )
+from reporter.render.schema import SCHEMA_PATH, schema_json
 from reporter.sandbox import Sandbox, SandboxSpec
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -100,6 +102,19 @@ def test_the_demo_pack_records_what_an_auditor_asks_for(demo_run: Path) -> None:
         digests = {a["sha256"] for a in delivery["attachments"]}
         assert len(digests) == 2
         assert digests <= {hashlib.sha256(d).hexdigest() for d in on_disk.values()}
+
+
+def test_the_demo_pack_carries_the_schema_its_findings_were_written_to(demo_run: Path) -> None:
+    # What a consumer does with a pack: validate its data against the schema file in it.
+    schema = json.loads((demo_run / SCHEMA_PATH).read_bytes())
+    document = json.loads((demo_run / "data/findings.json").read_bytes())
+    assert document["findings"]
+    jsonschema.validate(document, schema, format_checker=jsonschema.FormatChecker())
+    # It is the schema the code declares (and the repository publishes), hashed in the manifest.
+    assert (demo_run / SCHEMA_PATH).read_bytes() == schema_json()
+    manifest = json.loads((demo_run / "manifest.json").read_text())
+    (entry,) = [f for f in manifest["files"] if f["path"] == SCHEMA_PATH]
+    assert entry["sha256"] == hashlib.sha256(schema_json()).hexdigest()
 
 
 def test_a_sandbox_run_verifies_from_the_cli(

@@ -69,7 +69,7 @@ def test_unusable_state_database_is_a_message_not_a_traceback(
     sample_file = SAMPLES / "aa-list-findings-v2-unused-permission-aws-blog.json"
     code = main(["run", "-c", str(config), "--no-send", "--from-file", str(sample_file)])
     err = capsys.readouterr().err
-    assert code == 1 and "cannot open the state database" in err and "Traceback" not in err
+    assert code == 2 and "cannot open the state database" in err and "Traceback" not in err
     assert not list((tmp_path / "reports").glob("*/manifest.json"))  # no run looks complete
 
 

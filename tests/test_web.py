@@ -186,6 +186,8 @@ def test_pages_list_runs_and_show_a_run(client: TestClient, demo_run: Path) -> N
 
 def test_every_file_and_the_zip_download_as_attachments(client: TestClient, demo_run: Path) -> None:
     manifest = json.loads((demo_run / "manifest.json").read_text())
+    # Nested paths too: the schema the run's findings.json was written to.
+    assert "schema/findings.schema.json" in {entry["path"] for entry in manifest["files"]}
     for entry in manifest["files"]:
         response = client.get(f"/runs/{demo_run.name}/files/{entry['path']}", headers=basic())
         assert response.status_code == 200, entry["path"]

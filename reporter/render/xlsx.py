@@ -36,11 +36,12 @@ from reporter.models import (
     RunContext,
 )
 from reporter.render import views
-from reporter.render.data import (
+from reporter.render.data import flat_record
+from reporter.render.record import (
+    COLUMNS,
     FLAT_COLUMNS,
     exception_record,
     finding_record,
-    flat_record,
     linkable,
     step_record,
 )
@@ -93,88 +94,13 @@ class Column:
     kind: str = "text"  # text | int | date | datetime | link | bool
 
 
-# Widths in Excel character units, chosen for the common case; everything is filterable anyway.
-_FINDING_WIDTHS = {
-    "key": 40,
-    "type": 22,
-    "account_id": 14,
-    "account_name": 22,
-    "principal_arn": 48,
-    "principal_type": 9,
-    "principal_name": 28,
-    "status": 10,
-    "severity": 10,
-    "priority": 9,
-    "unused_days": 12,
-    "last_accessed": 17,
-    "first_seen": 12,
-    "new": 7,
-    "age_days": 10,
-    "sla_days": 10,
-    "sla_breached": 13,
-    "owner": 28,
-    "owner_rule": 22,
-    "owner_manager": 28,
-    "region": 12,
-    "created_at": 17,
-    "updated_at": 17,
-    "owner_notes": 40,
-    "exception_id": 16,
-    "exception_reason": 40,
-    "exception_approved_by": 24,
-    "exception_expires": 16,
-    "exception_expired": 16,
-    "organization_access_kind": 22,
-    "organization_access_reason": 50,
-    "organization_access_source_doc": 40,
-    "observation_window_days": 12,
-    "observation_window_source": 22,
-    "observation_window_since": 14,
-    "access_key_ids": 24,
-    "unused_services": 30,
-    "unused_actions": 40,
-    "attached_policies": 40,
-    "principal_tags": 30,
-    "recommendation": 20,
-    "remediation_steps": 40,
-    "remediation_commands": 60,
-    "remediation_rollback": 40,
-    "link_console": 40,
-    "link_access_analyzer": 40,
-    "link_security_hub": 40,
-    "sources": 40,
-    "review_decision": 12,
-    "review_state": 12,
-    "review_by": 26,
-    "review_at": 17,
-    "review_until": 12,
-    "review_reason": 40,
-}
-_FINDING_KINDS = {
-    "priority": "int",
-    "unused_days": "int",
-    "last_accessed": "datetime",
-    "created_at": "datetime",
-    "updated_at": "datetime",
-    "first_seen": "date",
-    "exception_expires": "date",
-    "new": "bool",
-    "sla_breached": "bool",
-    "exception_expired": "bool",
-    "observation_window_days": "int",
-    "observation_window_since": "date",
-    "age_days": "int",
-    "sla_days": "int",
-    "link_console": "link",
-    "link_access_analyzer": "link",
-    "link_security_hub": "link",
-    "review_at": "datetime",
-    "review_until": "date",
-}
+# The flattened finding record's columns, widths and kinds as `reporter.render.record` declares
+# them; everything is filterable anyway.
+_RECORD_COLUMNS = {c.name: Column(c.name, c.width, c.kind) for c in COLUMNS}
 # The Findings sheet starts with what a person decides on, then what they decide it by: the
 # principal's name (frozen with the decision columns, so a row stays readable while scrolling
 # right), type, account, unused days, priority, where a decision stands; then the rest of the
-# record in FLAT_COLUMNS order. `decisions import` reads the sheet by header names.
+# flat record in its order. `decisions import` reads the sheet by header names.
 INPUT_COLUMNS: tuple[Column, ...] = (
     Column(DECISION, 14),
     Column(KEEP_UNTIL, 12, "date"),
@@ -194,9 +120,7 @@ SHEET_FIELDS: tuple[str, ...] = _LEAD_FIELDS + tuple(
     f for f in FLAT_COLUMNS if f not in _LEAD_FIELDS
 )
 # The data columns of the Findings sheet, in sheet order (after INPUT_COLUMNS).
-FINDING_COLUMNS: tuple[Column, ...] = tuple(
-    Column(f, _FINDING_WIDTHS[f], _FINDING_KINDS.get(f, "text")) for f in SHEET_FIELDS
-)
+FINDING_COLUMNS: tuple[Column, ...] = tuple(_RECORD_COLUMNS[f] for f in SHEET_FIELDS)
 # Decision, Keep until, Reason and the principal's name stay in view.
 FROZEN_COLUMNS = len(INPUT_COLUMNS) + 1
 _BLANK_INPUTS: tuple[None, ...] = (None,) * len(INPUT_COLUMNS)
@@ -223,7 +147,6 @@ REMEDIATION_COLUMNS: tuple[Column, ...] = (
 )
 # The step record's fields, after the finding's key, account, principal and the step number.
 _STEP_FIELDS = tuple(c.field for c in REMEDIATION_COLUMNS[4:])
-assert sorted(SHEET_FIELDS) == sorted(FLAT_COLUMNS)
 # Wrapped text costs a style per cell; only the long, multi-line texts get it.
 _WRAPPED = frozenset({"command", "rollback", "detail", "reason"})
 

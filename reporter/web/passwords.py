@@ -3,7 +3,9 @@
 Stored as `scrypt$N$r$p$SALT$HASH` (salt and hash base64), so the cost travels with the hash
 and can be raised later without breaking old entries. Parameters read from a config file are
 bounded (`MAX_MEMORY` per check), so a hostile or mistyped hash cannot make one login take
-gigabytes of memory; the config refuses such a hash with the reason (`hash_problem`).
+gigabytes of memory; the config refuses such a hash with the reason (`hash_problem`). The form
+and its bounds live in `reporter.config.passwordhash`, which the config checks hashes by;
+this module makes and checks hashes.
 """
 
 from __future__ import annotations
@@ -13,87 +15,39 @@ import functools
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
 
-SCHEME = "scrypt"
+from reporter.config.passwordhash import (
+    _DKLEN,
+    MAX_MEMORY,
+    SCHEME,
+    HashError,
+    _check_cost,
+    _parse,
+    hash_problem,
+    public_part,
+)
+
+__all__ = [
+    "DEFAULT_N",
+    "DEFAULT_P",
+    "DEFAULT_R",
+    "MAX_MEMORY",
+    "SCHEME",
+    "HashError",
+    "check_password",
+    "hash_password",
+    "hash_problem",
+    "is_password_hash",
+    "public_part",
+]
+
 # OWASP's scrypt baseline (N=2^17, r=8, p=1) costs 128 MiB per login; 2^15 keeps one check near
 # 32 MiB and ~0.1 s on a small machine, which suits a page a few auditors open.
 DEFAULT_N, DEFAULT_R, DEFAULT_P = 2**15, 8, 1
-# scrypt holds 128 * N * r bytes while it works, and every sign-in attempt makes one check, so
-# a hash that asks for more than this is refused (a config error), never obeyed.
-MAX_MEMORY = 64 * 2**20
-_MAX_R, _MAX_P = 32, 16
-_DKLEN = 32
-
-
-class HashError(ValueError):
-    """Not a hash this page accepts; the message never quotes the hash."""
-
-
-@dataclass(frozen=True)
-class _Parsed:
-    n: int
-    r: int
-    p: int
-    salt: bytes
-    digest: bytes
 
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
-
-
-def _size(size: int) -> str:
-    return f"{size / 2**30:g} GiB" if size >= 2**30 else f"{size / 2**20:g} MiB"
-
-
-def _check_cost(n: int, r: int, p: int) -> None:
-    if n < 2 or n & (n - 1) or not 1 <= r <= _MAX_R or not 1 <= p <= _MAX_P:
-        raise HashError(
-            f"unsupported scrypt parameters (N a power of two, r 1–{_MAX_R}, p 1–{_MAX_P})"
-        )
-    if 128 * n * r > MAX_MEMORY:
-        raise HashError(
-            f"scrypt cost too high: {_size(128 * n * r)} per login check "
-            f"(128 * N * r; at most {_size(MAX_MEMORY)})"
-        )
-
-
-def _parse(stored: str) -> _Parsed:
-    """Raises HashError for anything but a well-formed hash with bounded parameters."""
-    try:
-        scheme, n_text, r_text, p_text, salt_text, digest_text = stored.split("$")
-        n, r, p = int(n_text), int(r_text), int(p_text)
-        salt = base64.b64decode(salt_text, validate=True)
-        digest = base64.b64decode(digest_text, validate=True)
-    except (ValueError, TypeError) as exc:
-        raise HashError("not a password hash made by `access-reporter hash-password`") from exc
-    if scheme != SCHEME:
-        raise HashError(f"unsupported hash scheme (only {SCHEME})")
-    _check_cost(n, r, p)
-    if len(salt) < 16 or len(digest) != _DKLEN:
-        raise HashError("unsupported hash: salt shorter than 16 bytes or digest not 32 bytes")
-    return _Parsed(n, r, p, salt, digest)
-
-
-def hash_problem(text: str) -> str | None:
-    """Why `text` is not an accepted password hash, or None when it is."""
-    try:
-        _parse(text)
-    except HashError as exc:
-        return str(exc)
-    return None
-
-
-def public_part(text: str) -> str:
-    """`text` as it may be shown: the scheme and cost of a hash, salt and digest withheld.
-
-    Anything that does not look like a hash (a password pasted by mistake) is withheld whole.
-    """
-    parts = text.split("$")
-    if len(parts) == 6 and parts[0] == SCHEME and all(p.isdigit() for p in parts[1:4]):
-        return "$".join([*parts[:4], "<redacted>"])
-    return "<redacted>"
 
 
 def _derive(password: str, n: int, r: int, p: int, salt: bytes) -> bytes:
