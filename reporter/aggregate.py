@@ -16,16 +16,26 @@ from .models import (
     OwnerReport,
     ReportItem,
     ResolvedFinding,
+    ReviewProgress,
     RunContext,
     TrendPoint,
 )
 
 
 def sort_items(items: Iterable[ReportItem]) -> tuple[ReportItem, ...]:
-    """Highest priority first; organization access after every actionable finding whatever its
-    score (priority already puts it low; this keeps it there for a custom score)."""
+    """Overdue promised removals first, then highest priority first; organization access after
+    every actionable finding whatever its score (priority already puts it low; this keeps it
+    there for a custom score)."""
     return tuple(
-        sorted(items, key=lambda i: (i.organization_access is not None, -i.priority, i.finding.key))
+        sorted(
+            items,
+            key=lambda i: (
+                i.organization_access is not None,
+                not (i.review is not None and i.review.overdue),
+                -i.priority,
+                i.finding.key,
+            ),
+        )
     )
 
 
@@ -106,6 +116,7 @@ def summarise(
     trend: Sequence[TrendPoint] = (),
     lookalikes: Sequence[tuple[Lookalike, int]] = (),
     organization_access_notes: Sequence[str] = (),
+    review_progress: Sequence[ReviewProgress] = (),
 ) -> OrgSummary:
     return OrgSummary(
         context=context,
@@ -120,4 +131,7 @@ def summarise(
         trend=tuple(trend),
         lookalikes=tuple(sorted(lookalikes, key=lambda x: (-x[1], x[0].product, x[0].account_id))),
         organization_access_notes=tuple(organization_access_notes),
+        review_progress=tuple(review_progress),
+        # Owners said these are not theirs: the security team finds them a home.
+        triage=sort_items(i for i in items if i.review is not None and i.review.state == "triage"),
     )

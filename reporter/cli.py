@@ -22,6 +22,7 @@ from .errors import ReporterError, UsageError
 from .evidence import commands as evidence_commands
 from .models import RunResult
 from .pipeline import Dependencies, run
+from .reviews import commands as review_commands
 from .session import AwsOptions, SessionFactory, SessionHook
 from .web import commands as web_commands
 
@@ -86,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
 
     evidence_commands.add_parsers(sub)
+    review_commands.add_parsers(sub)
     web_commands.add_parsers(sub)
     return parser
 
@@ -142,6 +144,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             return 0
         case "evidence":
             return evidence_commands.run_command(args)
+        case "decisions":
+            return review_commands.run_command(args)
+        case "review":
+            return review_commands.run_review_command(args)
         case "web":
             return web_commands.run_web_command(args)
         case "hash-password":
@@ -188,9 +194,113 @@ def _demo(out: Path, seed: int, accounts: int) -> int:
             environ={},
             source="built-in demo settings",
         )
-        result = _execute(settings, out, sandbox.session(), sandbox.configure_session)
-    print(f"Sandbox organization (seed {seed}): no AWS account was used.")
-    return _report(result, sys.stdout)
+        print(f"Sandbox organization (seed {seed}): no AWS account was used.")
+        first = _execute(settings, out, sandbox.session(), sandbox.configure_session)
+        code = _report(first, sys.stdout)
+        removed = _demo_review(settings, sandbox, first, out)
+        if removed is None:
+            return code
+        second = _execute(settings, out, sandbox.session(), sandbox.configure_session)
+    print("Second run, after the owner's decisions came back:")
+    code = max(code, _report(second, sys.stdout))
+    _demo_review_outcome(settings, second, removed, out)
+    return code
+
+
+def _demo_review(settings: Settings, sandbox: Sandbox, first: RunResult, out: Path) -> str | None:
+    """Between the demo's two runs: one owner fills in their workbook (Remove, Keep, Not mine),
+    it is imported, and the sandbox carries out the removal. Returns the removed finding's key,
+    or None when no owner of a small sandbox has the three findings it takes."""
+    import io
+    import json
+
+    from openpyxl import load_workbook
+
+    from .evidence import LocalStore
+    from .models import owner_slug
+    from .reviews.commands import import_files
+    from .state.decisions import DecisionStore
+
+    run_dir = Path(first.run_dir)
+    doc = json.loads((run_dir / "data" / "findings.json").read_bytes())
+    removable = {e.principal_arn + e.finding_type: e for e in sandbox.reportable if e.finding_id}
+    chosen = None
+    for owner, _ in sorted(first.owners, key=lambda o: -o[1]):
+        if owner in settings.owners.fallback:
+            continue
+        mine = [f for f in doc["findings"] if f["owner"] == owner
+                and not f["organization_access"] and f["status"] == "active"]  # fmt: skip
+        remove = next((f for f in mine if f["principal_arn"] + f["type"] in removable), None)
+        others = [f for f in mine if f is not remove]
+        if remove is not None and len(others) >= 2:
+            chosen = owner, remove, others[0], others[1]
+            break
+    if chosen is None:
+        print("\nNo owner of this sandbox has the three findings the review loop shows: skipped.")
+        return None
+    owner, remove, keep, not_mine = chosen
+    until = (first.context.generated_at + timedelta(days=60)).date()
+    wanted = {
+        remove["key"]: ("Remove", None, ""),
+        keep["key"]: ("Keep", until, "Runs the yearly disaster-recovery drill (DR-7)"),
+        not_mine["key"]: ("Not mine", None, "Belongs to the data platform team"),
+    }
+    path = run_dir / "owners" / owner_slug(owner) / "findings.xlsx"
+    book = load_workbook(path)
+    sheet = book["Findings"]
+    header = {cell.value: cell.column for cell in sheet[1]}
+    for row in sheet.iter_rows(min_row=2):
+        decision = wanted.get(str(row[header["key"] - 1].value))
+        if decision is not None:
+            for name, value in zip(("Decision", "Keep until", "Reason"), decision, strict=True):
+                sheet.cell(row=row[0].row, column=header[name], value=value)
+    returned = io.BytesIO()
+    book.save(returned)
+    # Beside the run folders, under names the evidence store never takes for a run.
+    (out / ".returned").mkdir(exist_ok=True)
+    (out / ".returned" / f"{owner_slug(owner)}.xlsx").write_bytes(returned.getvalue())
+    print(f"\n{owner} returned the workbook filled in; `decisions import` records it:")
+    with DecisionStore(settings.state.database_url) as store:
+        import_files(
+            settings,
+            LocalStore(out),
+            store,
+            [(f"{owner_slug(owner)}.xlsx", returned.getvalue())],
+            "security-team@example.com",
+            datetime.now(UTC).replace(microsecond=0),
+            sys.stdout,
+        )
+    sandbox.resolve([removable[remove["principal_arn"] + remove["type"]].finding_id])
+    print(f"The sandbox removes {remove['principal_name']} as promised.\n")
+    return str(remove["key"])
+
+
+def _demo_review_outcome(settings: Settings, second: RunResult, removed: str, out: Path) -> None:
+    """What the second run made of the decisions, and the attestation of the day."""
+    import json
+
+    from .evidence import LocalStore
+    from .reviews.attestation import write_attestation
+    from .state.decisions import DecisionStore
+
+    doc = json.loads((Path(second.run_dir) / "data" / "decisions.json").read_bytes())
+    for d in doc["decisions"]:
+        name = d["principal_arn"].rsplit("/", 1)[-1]
+        if d["state"] == "removed":
+            print(f"  review: {name} removed, verified by run {d['verified']['run_id']}")
+        elif d["state"] == "kept":
+            print(f"  review: {name} kept until {d['keep_until']} (exception, source: review)")
+        elif d["state"] == "triage":
+            print(f"  review: {name} not mine: in the security team's triage list")
+    assert any(d["key"] == removed and d["state"] == "removed" for d in doc["decisions"])
+    with DecisionStore(settings.state.database_url) as store:
+        history = store.history()
+    today = second.context.generated_at.date()
+    folder = write_attestation(
+        settings, LocalStore(out), history, today, today, out / ".attestations",
+        datetime.now(UTC).replace(microsecond=0),
+    )  # fmt: skip
+    print(f"Attestation: {folder}")
 
 
 def _demo_exceptions(sandbox: Sandbox) -> list[dict[str, object]]:

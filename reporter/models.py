@@ -235,6 +235,30 @@ class ExceptionMatch:
     expires: date
     # An expired exception no longer hides anything: the finding is active again and flagged.
     expired: bool = False
+    # `config` (exceptions.rules / exceptions.file) or `review` (an owner's Keep decision).
+    source: str = "config"
+
+
+@dataclass(frozen=True)
+class Review:
+    """The owner's decision in force on a finding (`decisions import`) and where it stands.
+
+    `decision`: remove | keep | not_mine. `until`: a Keep's last day, a Remove's due date.
+    `state`: pending | kept | expired | promised | overdue | triage | reassigned
+    (`reporter.reviews.decisions`)."""
+
+    id: int
+    decision: str
+    by: str
+    at: datetime
+    until: date | None
+    reason: str
+    state: str
+    approved_by: str | None = None
+
+    @property
+    def overdue(self) -> bool:
+        return self.state == "overdue"
 
 
 @dataclass(frozen=True)
@@ -261,6 +285,8 @@ class ReportItem:
     # removed by following the report.
     organization_access: OrganizationAccess | None = None
     window: ObservationWindow | None = None
+    # The owner's decision in force (access reviews), or None.
+    review: Review | None = None
 
 
 @dataclass(frozen=True)
@@ -362,6 +388,19 @@ class OwnerReport:
 
 
 @dataclass(frozen=True)
+class ReviewProgress:
+    """One owner's access review: decisions in force, Keeps pending approval, overdue and
+    verified removals, Not mine."""
+
+    owner: str
+    decided: int
+    pending: int
+    overdue: int
+    removed: int
+    not_mine: int = 0
+
+
+@dataclass(frozen=True)
 class OrgSummary:
     """The security team's view of the whole run."""
 
@@ -379,6 +418,9 @@ class OrgSummary:
     lookalikes: tuple[tuple[Lookalike, int], ...] = ()
     # What the organization access check could not see (trust policies not read, and why).
     organization_access_notes: tuple[str, ...] = ()
+    # Access reviews: progress per owner, and the findings owners said are not theirs.
+    review_progress: tuple[ReviewProgress, ...] = ()
+    triage: tuple[ReportItem, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from . import __version__
 from .aggregate import by_owner, summarise
 from .collect import collect, collect_files, files_coverage
-from .config import Settings, config_digest
+from .config import ReviewsSettings, Settings, config_digest
 from .contacts import ContactsResult, fetch_security_contacts
 from .deliver.driver import Preview, close_deliverer, open_deliverer
 from .deliver.message import PDF_TYPE, XLSX_TYPE, Attachment
@@ -61,13 +61,24 @@ from .orgaccess import Rules as OrganizationRules
 from .orgaccess import classify
 from .orgaccess import rules_from_settings as organization_rules
 from .owners import OwnerRules, needs_contacts, resolve_owner, rules_from_settings
-from .render.data import findings_data_chunks
+from .render.data import findings_data_chunks, iso_datetime
 from .render.environment import make_environment
 from .render.schema import SCHEMA_PATH, schema_json
 from .render.xlsx import SummaryWorkbook
+from .reviews.decisions import (
+    RecordedDecision,
+    apply_reviews,
+    decision_record,
+    outcome,
+    progress,
+    removals_verified,
+    review_exceptions,
+    verified,
+)
 from .session import SessionFactory
 from .sources.files import ExportRecords, FileRead, file_stat
 from .sources.trust import read_trust_policies
+from .state.decisions import DecisionStore
 from .state.history import HistoryStore
 
 if TYPE_CHECKING:
@@ -223,6 +234,19 @@ def _run(
         context.generated_at.date(),
         settings.exceptions.warn_days,
     )
+    # Access reviews: owners' decisions in force. A Keep is an exception (source: review); a
+    # live exception of the config comes first.
+    decisions = DecisionStore(settings.state.database_url)
+    previous_runs = history.trend(limit=1)
+    in_force = decisions.in_force()
+    reviewing = settings.reviews
+    today = context.generated_at.date()
+    excepted = review_exceptions(
+        in_force, today, keep_requires_approval=reviewing.keep_requires_approval
+    )
+    for key, match in exceptions.by_key.items():
+        if not match.expired or key not in excepted:
+            excepted[key] = match
     items = enrich(
         findings,
         by_id,
@@ -231,7 +255,7 @@ def _run(
         context.generated_at,
         first_seen={k: seen.first_seen.date() for k, seen in changes.rows.items()},
         new_keys=changes.new,
-        exceptions=exceptions.by_key,
+        exceptions=excepted,
         sla_days={t.value: d for t, d in settings.reports.sla_days.items()},
         contacts=contacts.contacts,
         contact_errors=contacts.failed,
@@ -245,6 +269,26 @@ def _run(
             )
         ).date(),
     )
+    items = apply_reviews(
+        items,
+        in_force,
+        today,
+        remove_within_days=reviewing.remove_within_days,
+        keep_requires_approval=reviewing.keep_requires_approval,
+    )
+    # A promised removal is verified by the first run that reads its account and no longer
+    # finds it (an export may hold only part of an account: it verifies nothing).
+    newly_verified = (
+        []
+        if deps.files
+        else removals_verified(
+            in_force, (f.key for f in findings), (c.account_id for c in coverage if c.covered)
+        )
+    )
+    in_force = {
+        **in_force,
+        **{d.key: verified(d, context.run_id, context.generated_at) for d in newly_verified},
+    }
     resolved = resolved_findings(changes)
     reports = by_owner(
         items,
@@ -269,6 +313,9 @@ def _run(
             Counter(q.lookalike for q in normalised.quarantined if q.lookalike).items()
         ),
         organization_access_notes=org_notes,
+        review_progress=progress(
+            in_force, items, keep_requires_approval=reviewing.keep_requires_approval
+        ),
     )
 
     # The findings, items and reports live until the run ends and hold no reference cycles.
@@ -315,6 +362,15 @@ def _run(
                 }
                 for q in normalised.quarantined
             ],
+        )
+        _review_evidence(
+            folder,
+            decisions,
+            in_force,
+            items,
+            context,
+            reviewing,
+            since=previous_runs[-1].started_at if previous_runs else None,
         )
         folder.write("summary/summary.pdf", render_summary_pdf(summary, env))
         folder.write("summary/findings.xlsx", org_book.finish())
@@ -405,7 +461,67 @@ def _run(
         ) from exc
     finally:
         history.dispose()
+    try:
+        decisions.verify_removals([d.id for d in newly_verified], context.run_id,
+                                  context.generated_at)  # fmt: skip
+    finally:
+        decisions.dispose()
     return result
+
+
+def _review_evidence(
+    folder: RunFolder,
+    store: DecisionStore,
+    in_force: Mapping[str, RecordedDecision],
+    items: Sequence[ReportItem],
+    context: RunContext,
+    reviewing: ReviewsSettings,
+    since: datetime | None,
+) -> None:
+    """`data/decisions.json` (every decision in force, with its provenance and where it stands)
+    and every workbook imported since the previous run, byte for byte (`data/imports/`)."""
+    found = {i.finding.key: i.review for i in items if i.review is not None}
+    today = context.generated_at.date()
+    imported = store.imports(since=since, until=context.generated_at, content=True)
+    paths = {}
+    for f in imported:
+        paths[f.sha256] = folder.write(f"data/imports/{f.sha256}.xlsx", f.content).path
+    folder.write_json(
+        "data/decisions.json",
+        {
+            "schema_version": 1,
+            "run_id": context.run_id,
+            "generated_at": iso_datetime(context.generated_at),
+            "decisions": [
+                decision_record(
+                    d,
+                    outcome(
+                        d,
+                        found,
+                        today,
+                        remove_within_days=reviewing.remove_within_days,
+                        keep_requires_approval=reviewing.keep_requires_approval,
+                    ),
+                    reviewing.remove_within_days,
+                )
+                for d in sorted(in_force.values(), key=lambda d: d.id)
+            ],
+            "imported_since_previous_run": [
+                {
+                    "sha256": f.sha256,
+                    "file_name": f.filename,
+                    "path": paths[f.sha256],
+                    "run_id": f.run_id,
+                    "owner": f.owner,
+                    "imported_by": f.imported_by,
+                    "imported_at": iso_datetime(f.imported_at),
+                    "recorded": f.recorded,
+                    "rejected": f.rejected,
+                }
+                for f in imported
+            ],
+        },
+    )
 
 
 def _trust_policies(

@@ -31,6 +31,10 @@ if [ "${1:-}" = "--test" ]; then
   # The state database's tests start a throwaway PostgreSQL server of their own
   # (tests/postgres.py): the server binaries, not a running cluster.
   compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+  # A returned owner workbook as LibreOffice saves it (tests/test_review_libreoffice.py): Calc
+  # without its GUI, converting headless.
+  command -v soffice >/dev/null 2>&1 || command -v libreoffice >/dev/null 2>&1 \
+    || missing+=(libreoffice-calc-nogui)
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then

@@ -199,3 +199,21 @@ def test_only_commands_that_render_load_weasyprint(command: str, tmp_path: Path)
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[-1] == f"0 {command == 'demo'}"
+
+
+def test_the_demo_closes_the_review_loop(demo_run: Path) -> None:
+    from reporter.evidence import verify
+
+    out = demo_run.parent
+    _, second = sorted(p for p in out.iterdir() if (p / "manifest.json").is_file())
+    decisions = json.loads((second / "data" / "decisions.json").read_text())
+    assert sorted(d["state"] for d in decisions["decisions"]) == ["kept", "removed", "triage"]
+    (imported,) = decisions["imported_since_previous_run"]
+    assert (second / imported["path"]).is_file()
+    findings = {
+        f["key"]: f for f in json.loads((second / "data/findings.json").read_text())["findings"]
+    }
+    kept = next(d for d in decisions["decisions"] if d["state"] == "kept")
+    assert findings[kept["key"]]["exception"]["source"] == "review"
+    (attestation,) = (out / ".attestations").iterdir()
+    assert verify(attestation).ok

@@ -306,7 +306,9 @@ SHEETS = ["Summary", "Findings", "Remediation", "Exceptions", "Coverage"]
 
 
 def test_workbook_sheets(owner_book: openpyxl.Workbook) -> None:
-    assert owner_book.sheetnames == SHEETS
+    # The owner's workbook also carries its run id and owner, hidden, for `decisions import`.
+    assert owner_book.sheetnames == [*SHEETS, "Review"]
+    assert owner_book["Review"].sheet_state == "hidden"
 
 
 def test_findings_sheet_has_one_row_per_finding_with_the_record_values(
@@ -314,26 +316,32 @@ def test_findings_sheet_has_one_row_per_finding_with_the_record_values(
 ) -> None:
     ws = owner_book["Findings"]
     headers = [c.value for c in ws[1]]
-    assert headers == [*data.FLAT_COLUMNS, "Decision", "Reason"]
+    assert headers == ["Decision", "Keep until", "Reason", *xlsx.SHEET_FIELDS]
     rows = list(ws.iter_rows(min_row=2))
     assert len(rows) == len(report.items)
     records = [data.flat_record(data.finding_record(i)) for i in sort_items(report.items)]
     for row, record in zip(rows, records, strict=True):
-        for col, cell in zip(xlsx.FINDING_COLUMNS, row, strict=False):
+        for col, cell in zip(xlsx.FINDING_COLUMNS, row[3:], strict=True):
             assert cell.value == expected_cell(record[col.field], col.kind), col.field
 
 
 def test_findings_sheet_layout(report: OwnerReport, owner_book: openpyxl.Workbook) -> None:
     ws = owner_book["Findings"]
     last_row = len(report.items) + 1
-    assert ws.freeze_panes == "A2"
+    # The decision columns and the principal's name stay in view, with the header row.
+    assert ws.freeze_panes == "E2"
+    assert [c.value for c in ws[1]][:8] == [
+        "Decision", "Keep until", "Reason", "principal_name", "type", "account_id",
+        "account_name", "unused_days",
+    ]  # fmt: skip
     assert ws.auto_filter.ref == f"A1:{openpyxl.utils.get_column_letter(ws.max_column)}{last_row}"
-    decision = openpyxl.utils.get_column_letter(column(ws, "Decision"))
-    (validation,) = ws.data_validations.dataValidation
-    assert validation.type == "list"
-    assert validation.formula1 == '"Remove,Keep until,Accept risk"'
-    assert str(validation.sqref) == f"{decision}2:{decision}{last_row}"
-    assert ws.column_dimensions["E"].width > 30  # principal_arn is readable
+    decision, until = ws.data_validations.dataValidation
+    assert decision.type == "list"
+    assert decision.formula1 == '"Remove,Keep,Not mine"'
+    assert str(decision.sqref) == f"A2:A{last_row}"
+    assert until.type == "date" and str(until.sqref) == f"B2:B{last_row}"
+    arn = openpyxl.utils.get_column_letter(column(ws, "principal_arn"))
+    assert ws.column_dimensions[arn].width > 30  # principal_arn is readable
 
 
 def test_findings_sheet_dates_are_dates(owner_book: openpyxl.Workbook) -> None:
@@ -451,7 +459,7 @@ def test_findings_json_validates_and_matches_items(report: OwnerReport) -> None:
     jsonschema = pytest.importorskip("jsonschema")
     document = json.loads(data.findings_json(report.items, report.context))
     jsonschema.validate(document, FINDINGS_SCHEMA, format_checker=jsonschema.FormatChecker())
-    assert document["schema_version"] == data.SCHEMA_VERSION == 3
+    assert document["schema_version"] == data.SCHEMA_VERSION == 4
     assert document["run_id"] == fx.RUN_ID
     assert document["generated_at"] == "2025-03-10T06:30:00Z"
     findings = document["findings"]
@@ -491,7 +499,9 @@ def test_finding_record_shape() -> None:
         "approved_by": "ciso@example.com",
         "expires": "2025-09-30",
         "expired": False,
+        "source": "config",
     }
+    assert password["review"] is None
     role = data.finding_record(sort_items(fx.sample_items())[0])
     assert (role["sla_days"], role["sla_breached"], role["age_days"]) == (30, True, 63)
     perms = data.finding_record(items[FindingType.UNUSED_PERMISSION])

@@ -271,9 +271,9 @@ def test_organization_workbook_at_excels_row_limit(monkeypatch: pytest.MonkeyPat
         f"…and {total - 38:,} more rows: a worksheet holds at most 40. "
         "data/findings.json and data/findings.csv have every finding and step."
     )
-    # The data validation of the Decision column stays inside the sheet.
-    (validation,) = findings.data_validations.dataValidation
-    assert str(validation.sqref).endswith("31")
+    # The data validations of the Decision and Keep until columns stay inside the sheet.
+    for validation in findings.data_validations.dataValidation:
+        assert str(validation.sqref).endswith("31")
 
 
 def test_same_rows_give_the_same_bytes() -> None:
@@ -325,7 +325,8 @@ def test_workbook_package_is_sound_and_reproducible(
     summary = fx.make_summary()
     blob = xlsx.render_summary_xlsx(summary)
     assert package_problems(blob) == [] and blob == xlsx.render_summary_xlsx(summary)
-    assert load(blob).sheetnames == SHEETS == load(owner_blob, read_only=True).sheetnames
+    assert load(blob).sheetnames == SHEETS
+    assert load(owner_blob, read_only=True).sheetnames == [*SHEETS, "Review"]
 
 
 @pytest.mark.parametrize("read_only", [False, True])
@@ -334,12 +335,12 @@ def test_findings_values_and_types_per_column(
 ) -> None:
     ws = load(owner_blob, read_only)["Findings"]
     rows = list(ws.iter_rows(values_only=True))
-    assert list(rows[0]) == [*data.FLAT_COLUMNS, "Decision", "Reason"]
+    assert list(rows[0]) == ["Decision", "Keep until", "Reason", *xlsx.SHEET_FIELDS]
     records = [data.flat_record(data.finding_record(i)) for i in sort_items(hostile_report.items)]
     assert len(rows) - 1 == len(records)
     expected_type = {"int": int, "bool": bool, "date": datetime, "datetime": datetime}
     for row, record in zip(rows[1:], records, strict=True):
-        for column, value in zip(xlsx.FINDING_COLUMNS, row, strict=False):
+        for column, value in zip(xlsx.FINDING_COLUMNS, row[3:], strict=False):
             raw = record[column.field]
             if raw is None or raw == "":
                 assert value is None, column.field
@@ -382,13 +383,16 @@ def test_findings_sheet_links_layout_and_validation(
                 assert cell.value == url and cell.hyperlink.target == url, field
             else:
                 assert cell.hyperlink is None
-    assert ws.freeze_panes == "A2"
+    assert ws.freeze_panes == "E2"
     assert ws.auto_filter.ref == f"A1:{sheetxml.column_letter(len(header))}{last}"
     decision = sheetxml.column_letter(header.index("Decision") + 1)
-    (validation,) = ws.data_validations.dataValidation
+    validation, _ = ws.data_validations.dataValidation
     assert str(validation.sqref) == f"{decision}2:{decision}{last}"
     assert validation.formula1 == '"' + ",".join(xlsx.DECISIONS) + '"'
-    widths = [ws.column_dimensions[sheetxml.column_letter(n)].width for n in (1, 5, len(header))]
+    widths = [
+        ws.column_dimensions[sheetxml.column_letter(header.index(name) + 1)].width
+        for name in ("key", "principal_arn", "review_reason")
+    ]
     assert widths == [40, 48, 40]
     assert ws["A1"].font.bold and ws[f"{decision}1"].fill.fgColor.rgb.endswith("B45309")
 
@@ -419,7 +423,7 @@ def test_organization_workbook_with_many_findings() -> None:
     book = load(blob, read_only=True)
     findings = list(book["Findings"].iter_rows(min_row=2, values_only=True))
     assert len(findings) == len(items)
-    keys = [r[0] for r in findings]
+    keys = [r[3 + xlsx.SHEET_FIELDS.index("key")] for r in findings]
     assert keys == [i.finding.key for i in sort_items(items)]
     steps = list(book["Remediation"].iter_rows(min_row=2, values_only=True))
     assert len(steps) == sum(len(i.remediation) for i in items)

@@ -842,6 +842,30 @@ def _check_rules(
             seen[rule.id] = where
 
 
+class ReviewsSettings(_Section):
+    """Access reviews: what owners' decisions (`decisions import`) may say and what they do."""
+
+    max_keep_days: int = Field(
+        90,
+        ge=1,
+        le=3650,
+        description="Latest `Keep until` date an owner may write, in days from the import "
+        "(1–3650).",
+    )
+    remove_within_days: int = Field(
+        14,
+        ge=1,
+        le=365,
+        description="A `Remove` decision is due this many days after it is recorded; still "
+        "found after that, it is overdue and the owner's manager is Cc'd (1–365).",
+    )
+    keep_requires_approval: bool = Field(
+        False,
+        description="A `Keep` stays pending (the finding stays active) until the owner's "
+        "manager or the security team approves it with `decisions approve ID --by NAME`.",
+    )
+
+
 class ProtectedPrincipalSettings(_Section):
     """A principal the organization keeps on purpose (break-glass): never to be deleted."""
 
@@ -1049,6 +1073,10 @@ class Settings(_Section):
     evidence: EvidenceSettings = Field(
         default_factory=EvidenceSettings,
         description="Where run evidence is kept, how long, and the auditors' web page.",
+    )
+    reviews: ReviewsSettings = Field(
+        default_factory=ReviewsSettings,
+        description="Access reviews: owners' decisions from returned workbooks.",
     )
 
     # Where secret references were, and what was written there (e.g. "${DB_PASSWORD}").

@@ -101,9 +101,17 @@ def _allowed(address: str, allowed_domains: Sequence[str]) -> bool:
 
 
 def sla_managers(items: Iterable[ReportItem]) -> tuple[str, ...]:
-    """Managers of the owners of findings past their SLA, lower-cased and sorted."""
+    """Managers of the owners of findings past their SLA or past a promised removal's due date,
+    lower-cased and sorted."""
     return tuple(
-        sorted({i.owner.manager.lower() for i in items if i.sla_breached and i.owner.manager})
+        sorted(
+            {
+                i.owner.manager.lower()
+                for i in items
+                if (i.sla_breached or (i.review is not None and i.review.overdue))
+                and i.owner.manager
+            }
+        )
     )
 
 
@@ -225,6 +233,8 @@ def build_message(
         "attachments": attachments,
         "links": links,
         "sla_breached": sum(1 for i in report.items if i.sla_breached),
+        "overdue": sum(1 for i in report.items if i.review is not None and i.review.overdue),
+        "reviewed": sum(1 for i in report.items if i.review is not None),
         "new": sum(1 for i in report.items if i.new),
         "cc": recipients.cc if recipients else (),
     }

@@ -32,6 +32,7 @@ from reporter.models import (
     ObservationWindow,
     OrganizationAccess,
     RemediationStep,
+    Review,
 )
 from reporter.orgaccess import KIND_LABELS, window_text
 from reporter.remediation import READ_ONLY
@@ -90,6 +91,7 @@ def make_environment(template_dir: Path | None = None) -> Environment:
         window_text=window_text,
         window_short=window_short,
         access_label=access_label,
+        review_text=review_text,
     )
     env.tests["linkable"] = linkable
     env.tests["read_only"] = read_only
@@ -99,6 +101,27 @@ def make_environment(template_dir: Path | None = None) -> Environment:
 def read_only(step: RemediationStep) -> bool:
     """A step that changes nothing (a check, a lookup): it has nothing to roll back."""
     return step.rollback == READ_ONLY
+
+
+def review_text(review: Review) -> str:
+    """The owner's decision on a finding in a few words, the same in every report."""
+    until = isodate(review.until) if review.until else ""
+    by, at = review.by, isodate(review.at)
+    match review.state:
+        case "pending":
+            return f"kept by {by} until {until}, pending approval"
+        case "kept":
+            return f"kept by {by} until {until} (approved by {review.approved_by or by})"
+        case "expired":
+            return f"kept by {by} until {until}: expired"
+        case "promised":
+            return f"removal promised by {by} on {at}, due {until}"
+        case "overdue":
+            return f"removal promised by {by} on {at}: overdue since {until}"
+        case "triage":
+            return f"not mine, said {by} on {at}: with the security team"
+        case _:
+            return f"{review.decision} by {by} on {at}: {review.state}"
 
 
 def notice_state(notice: ExceptionNotice) -> str:

@@ -37,7 +37,8 @@ from reporter.models import FindingStatus, FindingType, ReportItem
 
 # 2: exception, recommendation, SLA, new, owner notes, policy documents, step detail.
 # 3: organization_access, observation_window.
-SCHEMA_VERSION = 3
+# 4: review (the owner's decision in force, access reviews), exception.source.
+SCHEMA_VERSION = 4
 
 # ---- how values are written -------------------------------------------------------------------
 
@@ -455,6 +456,39 @@ EXCEPTION: Shape = Shape(
         "expired: the finding is active again and flagged",
         "expired",
     ),
+    Field(
+        "source",
+        enum(("config", "review")),
+        "config (exceptions.rules, exceptions.file) or review (an owner's Keep decision)",
+        "source",
+    ),
+)
+
+REVIEW: Shape = Shape(
+    Field("id", INTEGER, "the decision's id (`decisions list`, `decisions approve ID`)", "id"),
+    Field(
+        "decision",
+        enum(("remove", "keep", "not_mine")),
+        "what the owner decided in their returned workbook",
+        "decision",
+    ),
+    Field("by", STRING, "who decided (the workbook's owner)", "by"),
+    Field("at", DATETIME, "when the decision was recorded", "at", iso_datetime),
+    Field(
+        "until",
+        nullable(DATE),
+        "keep: the last day it is kept; remove: when the removal is due",
+        "until",
+        iso_date,
+    ),
+    Field("reason", nullable(STRING), "the owner's reason", "reason", _or_null),
+    Field(
+        "state",
+        enum(("pending", "kept", "expired", "promised", "overdue", "triage", "reassigned")),
+        "where it stands (reporter/reviews/decisions.py)",
+        "state",
+    ),
+    Field("approved_by", nullable(STRING), "who approved a Keep", "approved_by"),
 )
 
 ORGANIZATION_ACCESS: Shape = Shape(
@@ -789,7 +823,14 @@ FINDING: Shape = Shape(
         EXCEPTION.build_or_none,
         columns=EXCEPTION.members(
             "exception_",
-            {"id": 16, "reason": 40, "approved_by": 24, "expires": 16, "expired": 16},
+            {
+                "id": 16,
+                "reason": 40,
+                "approved_by": 24,
+                "expires": 16,
+                "expired": 16,
+                "source": 12,
+            },
         ),
         place=Place.STANDING,
     ),
@@ -811,6 +852,27 @@ FINDING: Shape = Shape(
         "window",
         _window,
         columns=WINDOW.members("observation_window_", {"days": 12, "source": 22, "since": 14}),
+        place=Place.STANDING,
+    ),
+    Field(
+        "review",
+        nullable(REVIEW.schema),
+        "the owner's decision in force (access reviews) and where it stands, or null",
+        "review",
+        REVIEW.build_or_none,
+        columns=REVIEW.members(
+            "review_",
+            {
+                "id": 9,
+                "decision": 12,
+                "by": 26,
+                "at": 17,
+                "until": 12,
+                "reason": 40,
+                "state": 12,
+                "approved_by": 26,
+            },
+        ),
         place=Place.STANDING,
     ),
 )

@@ -238,13 +238,38 @@ class ListValidation:
     def xml(self) -> str:
         formula = _escape(clean_text('"' + ",".join(self.options) + '"'))
         return (
-            '<dataValidations count="1"><dataValidation type="list" allowBlank="1"'
+            '<dataValidation type="list" allowBlank="1"'
             ' showInputMessage="1" showErrorMessage="1"'
             f' errorTitle="{escape_attr(self.title)}" error="{escape_attr(self.error)}"'
             f' promptTitle="{escape_attr(self.title)}" prompt="{escape_attr(self.prompt)}"'
             f' sqref="{escape_attr(self.sqref)}"><formula1>{formula}</formula1>'
-            "</dataValidation></dataValidations>"
+            "</dataValidation>"
         )
+
+
+@dataclass(frozen=True)
+class DateValidation:
+    """Dates only, from `earliest` on, on a range, with its prompt and error message."""
+
+    sqref: str
+    earliest: date
+    title: str
+    prompt: str
+    error: str
+
+    def xml(self) -> str:
+        serial = excel_serial(self.earliest)
+        return (
+            '<dataValidation type="date" operator="greaterThanOrEqual" allowBlank="1"'
+            ' showInputMessage="1" showErrorMessage="1"'
+            f' errorTitle="{escape_attr(self.title)}" error="{escape_attr(self.error)}"'
+            f' promptTitle="{escape_attr(self.title)}" prompt="{escape_attr(self.prompt)}"'
+            f' sqref="{escape_attr(self.sqref)}"><formula1>{int(serial or 0)}</formula1>'
+            "</dataValidation>"
+        )
+
+
+Validation = ListValidation | DateValidation
 
 
 class _Spool:
@@ -281,6 +306,7 @@ class _Spool:
 class _SheetEntry:
     name: str
     auto_filter: str | None = None
+    hidden: bool = False
 
 
 class Workbook:
@@ -332,17 +358,38 @@ class Workbook:
         *,
         freeze_header: bool = False,
         auto_filter: bool = False,
-        validation: ListValidation | None = None,
+        validation: Validation | Sequence[Validation] | None = None,
+        hidden: bool = False,
+        freeze_columns: int = 0,
     ) -> Sheet:
-        """Open the next worksheet; close it (or leave its `with` block) before the next one."""
+        """Open the next worksheet; close it (or leave its `with` block) before the next one.
+        A `hidden` sheet is not shown (Format > Sheet > Unhide shows it); never the first."""
         if self._open:
             raise RuntimeError("close the previous sheet first")
         if not 0 < len(name) <= 31 or set(name) & set("[]:*?/\\") or name.startswith("'"):
             raise ValueError(f"not a valid sheet name: {name!r}")
+        if hidden and not self._sheets:
+            raise ValueError("the first sheet cannot be hidden")
         self._open = True
-        entry = _SheetEntry(name)
+        entry = _SheetEntry(name, hidden=hidden)
         self._sheets.append(entry)
-        return Sheet(self, entry, len(self._sheets), widths, freeze_header, auto_filter, validation)
+        validations: tuple[Validation, ...] = (
+            ()
+            if validation is None
+            else (validation,)
+            if isinstance(validation, ListValidation | DateValidation)
+            else tuple(validation)
+        )
+        return Sheet(
+            self,
+            entry,
+            len(self._sheets),
+            widths,
+            freeze_header,
+            auto_filter,
+            validations,
+            freeze_columns,
+        )
 
     def _closed(self) -> None:
         self._open = False
@@ -354,7 +401,9 @@ class Workbook:
         count = len(self._sheets)
         stamp = self.stamp.strftime("%Y-%m-%dT%H:%M:%SZ")
         sheets = "".join(
-            f'<sheet name="{escape_attr(s.name)}" sheetId="{n}" r:id="rId{n}"/>'
+            f'<sheet name="{escape_attr(s.name)}" sheetId="{n}"'
+            + (' state="hidden"' if s.hidden else "")
+            + f' r:id="rId{n}"/>'
             for n, s in enumerate(self._sheets, 1)
         )
         names = "".join(
@@ -463,14 +512,15 @@ class Sheet:
         widths: Sequence[float],
         freeze_header: bool,
         auto_filter: bool,
-        validation: ListValidation | None,
+        validations: tuple[Validation, ...],
+        freeze_columns: int = 0,
     ) -> None:
         self._book = book
         self._entry = entry
         self._number = number
         self._columns = len(widths)
         self._auto_filter = auto_filter
-        self._validation = validation
+        self._validations = validations
         self._letters: list[str] = []
         self._row = 0
         # Rows `row` dropped at Excel's limit: `close` says how many in the sheet's last row.
@@ -481,7 +531,16 @@ class Sheet:
         self._rels = _Spool()
         self._out = book._stream(f"xl/worksheets/sheet{number}.xml")
         view = '<sheetView workbookViewId="0"' + (' tabSelected="1"' if number == 1 else "")
-        if freeze_header:
+        if freeze_header and freeze_columns:
+            # Header row and the first columns: a row stays readable while scrolling right.
+            corner = f"{column_letter(freeze_columns + 1)}2"
+            view += (
+                f'><pane xSplit="{freeze_columns}" ySplit="1" topLeftCell="{corner}"'
+                ' activePane="bottomRight" state="frozen"/>'
+                '<selection pane="topRight"/><selection pane="bottomLeft"/>'
+                '<selection pane="bottomRight" activeCell="A2" sqref="A2"/></sheetView>'
+            )
+        elif freeze_header:
             view += (
                 '><pane ySplit="1" topLeftCell="A2" activePane="bottomLeft" state="frozen"/>'
                 '<selection pane="bottomLeft" activeCell="A2" sqref="A2"/></sheetView>'
@@ -622,8 +681,12 @@ class Sheet:
             last = column_letter(max(self._columns, 1))
             self._entry.auto_filter = f"A1:{last}{max(self._row, 1)}"
             self._write(f'<autoFilter ref="{self._entry.auto_filter}"/>')
-        if self._validation is not None:
-            self._write(self._validation.xml())
+        if self._validations:
+            self._write(
+                f'<dataValidations count="{len(self._validations)}">'
+                + "".join(v.xml() for v in self._validations)
+                + "</dataValidations>"
+            )
         if self._links:
             self._write("<hyperlinks>")
             for chunk in self._hyperlinks.read():

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from operator import itemgetter
 from typing import Any
 
 from reporter.aggregate import sort_items
@@ -38,6 +39,7 @@ from reporter.render import views
 from reporter.render.data import flat_record
 from reporter.render.record import (
     COLUMNS,
+    FLAT_COLUMNS,
     exception_record,
     finding_record,
     linkable,
@@ -48,6 +50,7 @@ from reporter.render.sheetxml import (
     DATETIME_FORMAT,
     MAX_ROWS,
     MAX_TEXT,
+    DateValidation,
     Link,
     ListValidation,
     Look,
@@ -56,6 +59,8 @@ from reporter.render.sheetxml import (
     clean_text,
     column_letter,
 )
+from reporter.reviews.decisions import LABELS
+from reporter.reviews.workbook import CARRIER_SHEET, DECISION, KEEP_UNTIL, OWNER, REASON, RUN_ID
 
 __all__ = [
     "COVERAGE_COLUMNS",
@@ -74,7 +79,7 @@ __all__ = [
     "render_summary_xlsx",
 ]
 
-DECISIONS = ("Remove", "Keep until", "Accept risk")
+DECISIONS = LABELS
 
 # Longer hyperlinks make Excel refuse the link; the URL is then shown as text.
 MAX_LINK = 2_079
@@ -91,8 +96,41 @@ class Column:
 
 # The flattened finding record's columns, widths and kinds as `reporter.render.record` declares
 # them; everything is filterable anyway.
-FINDING_COLUMNS: tuple[Column, ...] = tuple(Column(c.name, c.width, c.kind) for c in COLUMNS)
-INPUT_COLUMNS: tuple[Column, ...] = (Column("Decision", 14), Column("Reason", 40))
+_RECORD_COLUMNS = {c.name: Column(c.name, c.width, c.kind) for c in COLUMNS}
+# The Findings sheet starts with what a person decides on, then what they decide it by: the
+# principal's name (frozen with the decision columns, so a row stays readable while scrolling
+# right), type, account, unused days, priority, where a decision stands; then the rest of the
+# flat record in its order. `decisions import` reads the sheet by header names.
+INPUT_COLUMNS: tuple[Column, ...] = (
+    Column(DECISION, 14),
+    Column(KEEP_UNTIL, 12, "date"),
+    Column(REASON, 40),
+)
+_LEAD_FIELDS = (
+    "principal_name",
+    "type",
+    "account_id",
+    "account_name",
+    "unused_days",
+    "priority",
+    "review_state",
+    "review_until",
+)
+SHEET_FIELDS: tuple[str, ...] = _LEAD_FIELDS + tuple(
+    f for f in FLAT_COLUMNS if f not in _LEAD_FIELDS
+)
+# The data columns of the Findings sheet, in sheet order (after INPUT_COLUMNS).
+FINDING_COLUMNS: tuple[Column, ...] = tuple(_RECORD_COLUMNS[f] for f in SHEET_FIELDS)
+# Decision, Keep until, Reason and the principal's name stay in view.
+FROZEN_COLUMNS = len(INPUT_COLUMNS) + 1
+_BLANK_INPUTS: tuple[None, ...] = (None,) * len(INPUT_COLUMNS)
+_sheet_values = itemgetter(*SHEET_FIELDS)
+
+
+def sheet_row(flat: dict[str, Any]) -> list[Any]:
+    """A Findings row: the empty input cells, then the flat record's values in sheet order."""
+    return [*_BLANK_INPUTS, *_sheet_values(flat)]
+
 
 REMEDIATION_COLUMNS: tuple[Column, ...] = (
     Column("key", 40),
@@ -145,8 +183,19 @@ def render_owner_xlsx(report: OwnerReport) -> bytes:
         _owner_figures(sheet, report)
         _resolved(sheet, report.resolved)
         _usage_notes(sheet)
-    _tables(book, report.items, report.coverage, report.exception_notices)
+    _tables(
+        book, report.items, report.coverage, report.exception_notices, report.context.period_end
+    )
+    _carrier(book, report)
     return book.finish()
+
+
+def _carrier(book: Workbook, report: OwnerReport) -> None:
+    """The hidden sheet that tells `decisions import` whose workbook this is, from which run."""
+    with book.sheet(CARRIER_SHEET, (12, 60), hidden=True) as sheet:
+        sheet.row((RUN_ID, report.context.run_id))
+        sheet.row((OWNER, report.owner))
+        sheet.row(("note", "Read by `access-reporter decisions import`; do not edit."))
 
 
 def render_summary_xlsx(summary: OrgSummary) -> bytes:
@@ -174,7 +223,7 @@ class SummaryWorkbook:
             _org_figures(sheet, summary, self.items)
             _trend(sheet, summary)
             _resolved(sheet, summary.resolved)
-        self._findings = _findings_sheet(self._book, len(self.items))
+        self._findings = _findings_sheet(self._book, len(self.items), summary.context.period_end)
         self._finished = False
 
     def __enter__(self) -> SummaryWorkbook:
@@ -185,8 +234,8 @@ class SummaryWorkbook:
             self._book.discard()
 
     def add(self, flat: dict[str, Any]) -> None:
-        """The next finding's Findings row; `flat`'s values are in FLAT_COLUMNS order."""
-        self._findings.write(list(flat.values()))
+        """The next finding's Findings row, from its flat record (`data.flat_record`)."""
+        self._findings.write(sheet_row(flat))
 
     def finish(self) -> bytes:
         if self._findings.count != len(self.items):
@@ -396,7 +445,8 @@ def _usage_notes(sheet: _Summary) -> None:
     sheet.section("How to use this workbook")
     for line in (
         "Findings: one row per finding. Record your decision in the Decision column "
-        f"({' / '.join(DECISIONS)}) and why in Reason.",
+        f"({' / '.join(DECISIONS)}), for Keep the last day in Keep until, and why in Reason; "
+        "return the saved workbook to the security team.",
         "Remediation: the commands that remove each finding, in order, with their rollback. "
         "Run them in the account named on the row. Organization access findings "
         "(organization_access_kind) have read-only steps only: keep them under the suggested "
@@ -416,14 +466,15 @@ def _tables(
     items: Sequence[ReportItem],
     coverage: Sequence[AccountCoverage],
     notices: Sequence[ExceptionNotice],
+    today: date,
 ) -> None:
     # Records are built per row and dropped: 100,000 of them at once would cost more memory
     # than everything else in the run.
     ordered = sort_items(items)
     with _collector_paused():
-        findings = _findings_sheet(book, len(ordered))
+        findings = _findings_sheet(book, len(ordered), today)
         for item in ordered:
-            findings.write(list(flat_record(finding_record(item)).values()))
+            findings.write(sheet_row(flat_record(finding_record(item))))
         findings.sheet.close()
         _after_findings(book, ordered, coverage, notices)
 
@@ -461,15 +512,18 @@ def _table_sheet(
     book: Workbook,
     title: str,
     columns: Sequence[Column],
-    validation: ListValidation | None = None,
+    validation: Sequence[ListValidation | DateValidation] = (),
+    freeze_columns: int = 0,
 ) -> Sheet:
-    """A sheet with a header row, frozen below it and auto-filtered over all its rows."""
+    """A sheet with a header row, frozen below it (and left of `freeze_columns`) and
+    auto-filtered over all its rows."""
     sheet = book.sheet(
         title,
         [c.width for c in columns],
         freeze_header=True,
         auto_filter=True,
         validation=validation,
+        freeze_columns=freeze_columns,
     )
     sheet.row(
         [c.field for c in columns],
@@ -507,21 +561,33 @@ def _in_order(columns: Sequence[Column], records: Iterable[dict[str, Any]]) -> I
     return ([record.get(f) for f in fields] for record in records)
 
 
-def _findings_sheet(book: Workbook, count: int) -> _Rows:
-    """The Findings sheet, open for one row per finding (a flat record's values, which are in
-    FLAT_COLUMNS order, the order of FINDING_COLUMNS); close its `sheet` when done."""
-    columns = FINDING_COLUMNS + INPUT_COLUMNS
-    decision = column_letter(len(FINDING_COLUMNS) + 1)
-    validation = ListValidation(
-        sqref=f"{decision}2:{decision}{min(max(count, 1) + 1, MAX_ROWS)}",
-        options=DECISIONS,
-        title="Decision",
-        prompt="Remove the access, keep it until a date (say which in Reason), or accept the risk.",
-        error=f"Choose one of: {', '.join(DECISIONS)}.",
+def _findings_sheet(book: Workbook, count: int, today: date) -> _Rows:
+    """The Findings sheet, open for one row per finding (`sheet_row`); close its `sheet` when
+    done. `today`: the earliest date Keep until takes."""
+    columns = INPUT_COLUMNS + FINDING_COLUMNS
+    last = min(max(count, 1) + 1, MAX_ROWS)
+    decision, until = column_letter(1), column_letter(2)
+    validations = (
+        ListValidation(
+            sqref=f"{decision}2:{decision}{last}",
+            options=DECISIONS,
+            title="Decision",
+            prompt="Remove the access; Keep it until a date (Keep until), saying why in Reason; "
+            "or Not mine.",
+            error=f"Choose one of: {', '.join(DECISIONS)}.",
+        ),
+        DateValidation(
+            sqref=f"{until}2:{until}{last}",
+            earliest=today,
+            title="Keep until",
+            prompt="For Keep: the last day the access is kept (YYYY-MM-DD); say why in Reason.",
+            error="A date from today on, e.g. 2026-03-31.",
+        ),
     )
     # No per-cell alignment or fill here: the commands are wrapped on the Remediation sheet, and
-    # the empty Decision and Reason cells are marked by their header and the validation's prompt.
-    return _Rows(_table_sheet(book, "Findings", columns, validation), FINDING_COLUMNS, Look.PLAIN)
+    # the empty input cells are marked by their header and the validations' prompts.
+    sheet = _table_sheet(book, "Findings", columns, validations, freeze_columns=FROZEN_COLUMNS)
+    return _Rows(sheet, columns, Look.PLAIN)
 
 
 def _remediation_sheet(book: Workbook, items: Sequence[ReportItem]) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     Column,
+    Date,
     DateTime,
     Float,
     Index,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     Table,
     Text,
     Unicode,
+    UniqueConstraint,
 )
 
 metadata = MetaData()
@@ -160,4 +162,51 @@ apscheduler_jobs = Table(
     Column("next_run_time", Float(25)),
     Column("job_state", LargeBinary, nullable=False),
     Index("ix_apscheduler_jobs_next_run_time", "next_run_time"),
+)
+
+# --- access reviews (reporter/state/decisions.py) ------------------------------------------------
+
+# Every decision an owner made in a returned workbook, kept for ever: the one in force for a
+# finding is its latest (highest id); the earlier ones are its history.
+review_decisions = Table(
+    "review_decisions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", String(2048), nullable=False),
+    # Whose finding it was in the workbook's run: the workbook's owner.
+    Column("owner", String(320), nullable=False),
+    Column("decision", String(16), nullable=False),  # remove | keep | not_mine
+    Column("keep_until", Date, nullable=True),
+    Column("reason", Text, nullable=False),
+    Column("decided_by", String(320), nullable=False),
+    Column("imported_by", String(320), nullable=False),
+    # Provenance: the workbook (its SHA-256 and name), its run, the Findings sheet's row.
+    Column("run_id", String(64), nullable=False),
+    Column("source_sha256", String(64), nullable=False),
+    Column("source_name", Text, nullable=False),
+    Column("sheet_row", Integer, nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    # A Keep under `reviews.keep_requires_approval`: who approved it, when.
+    Column("approved_by", String(320), nullable=True),
+    Column("approved_at", DateTime(timezone=True), nullable=True),
+    # A Remove: the first later run that no longer found the finding.
+    Column("verified_run_id", String(64), nullable=True),
+    Column("verified_at", DateTime(timezone=True), nullable=True),
+    UniqueConstraint("source_sha256", "sheet_row", name="uq_review_decisions_source_row"),
+    Index("ix_review_decisions_key", "key"),
+)
+
+# Every returned workbook imported, byte for byte: the next run's evidence pack carries it.
+review_imports = Table(
+    "review_imports",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("filename", Text, nullable=False),
+    Column("run_id", String(64), nullable=False),
+    Column("owner", String(320), nullable=False),
+    Column("imported_by", String(320), nullable=False),
+    Column("imported_at", DateTime(timezone=True), nullable=False),
+    Column("recorded", Integer, nullable=False),
+    Column("rejected", Integer, nullable=False),
+    Column("content", LargeBinary, nullable=False),
 )
