@@ -293,3 +293,20 @@ def test_the_cli_imports_and_lists(
     out = capsys.readouterr().out
     assert "1 recorded" in out and "Not mine" in out and "triage" in out
     assert main(["decisions", "import", str(tmp_path / "missing.xlsx"), "-c", str(config)]) == 2
+
+
+def test_a_verified_removal_whose_finding_comes_back_is_not_counted_as_removed() -> None:
+    from reporter.reviews.decisions import progress
+
+    item = make_item(finding=make_finding(name="came-back"), owner=OWNER)
+    key = item.finding.key
+    removed = RecordedDecision(
+        id=1, key=key, owner=OWNER, decision=Decision.REMOVE, keep_until=None, reason="",
+        decided_by=OWNER, imported_by=OWNER, run_id="run-1", source_sha256="0" * 64,
+        source_name="b.xlsx", sheet_row=2, recorded_at=NOW,
+        verified_run_id="run-2", verified_at=NOW + timedelta(days=7),
+    )  # fmt: skip
+    (gone,) = progress({key: removed}, (), keep_requires_approval=False)
+    assert gone.removed == 1
+    (back,) = progress({key: removed}, (item,), keep_requires_approval=False)
+    assert back.removed == 0

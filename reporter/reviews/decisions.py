@@ -359,13 +359,15 @@ def progress(
             decision = in_force.get(item.finding.key)
             owner = decision.owner if decision is not None else ""
             overdue[owner] = overdue.get(owner, 0) + 1
+    # A removal verified once whose finding this run finds again did not hold: not counted.
+    found = {item.finding.key for item in items}
     counts: dict[str, list[int]] = {}
     for d in in_force.values():
         row = counts.setdefault(d.owner, [0, 0, 0, 0, 0])
         row[0] += 1
         if d.decision is Decision.KEEP and keep_requires_approval and d.approved_by is None:
             row[1] += 1
-        if d.decision is Decision.REMOVE and d.verified_run_id is not None:
+        if d.decision is Decision.REMOVE and d.verified_run_id is not None and d.key not in found:
             row[3] += 1
         if d.decision is Decision.NOT_MINE:
             row[4] += 1
