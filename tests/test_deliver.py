@@ -669,3 +669,25 @@ def test_a_queued_message_is_sent_by_one_holder_at_a_time(
     assert recorder.received == []
     # When replica-a's lease runs out, replica-b may take it.
     assert ledger.claim(key, "replica-b", now + timedelta(minutes=6), timedelta(minutes=5))
+
+
+def test_a_sender_whose_lease_was_taken_leaves_the_message_to_its_new_holder(
+    server: tuple[Recorder, int], ledger: Ledger
+) -> None:
+    recorder, port = server
+    recorder.refuse_next[ALICE] = ["451 4.3.0 Try again later"] * 3
+    key = LedgerKey(ROUND, "owner", ALICE)
+    later = datetime.now(UTC) + timedelta(hours=1)
+
+    def paused(seconds: float) -> None:
+        # While this sender waits, its lease runs out and another replica takes the message.
+        assert ledger.claim(key, "replica-b", later, timedelta(hours=1))
+
+    d = deliverer(port, ledger, sleep=paused)
+    delivery = d.owner(report_for(ALICE), files(ALICE))
+    d.transport.close()
+    assert delivery.status == Status.FAILED_TEMPORARY
+    assert recorder.rcpt_seen == [ALICE]  # no second try by the sender that lost it
+    # Still queued, for replica-b: neither released nor taken off the queue.
+    assert ledger.queued(key) is not None
+    assert not ledger.claim(key, "replica-c", later, timedelta(minutes=1))

@@ -288,7 +288,7 @@ class Deliverer:
                      ", ".join(a for a, _ in todo))  # fmt: skip
             self._send(key, base, queued.raw, todo, name, once=True)
         else:
-            self.ledger.settle(key)
+            self.ledger.settle(key, self.holder)
         known = self.ledger.recipients(key)
         outcomes = tuple(_outcome(a, e.role, e) for a, e in known.items())
         return _replace(
@@ -518,6 +518,7 @@ class Deliverer:
         done: dict[str, RecipientOutcome] = {}
         attempts = 0
         receipt = ""
+        lost = False
         try:
             while todo:
                 attempts = self._attempt(key, base, attempts, todo)
@@ -546,14 +547,16 @@ class Deliverer:
                 ):
                     log.error("%s to %s: lost the queue lease; left to its new holder",
                               base.kind, base.recipient)  # fmt: skip
-                    todo = ()
+                    lost = True
                     break
         finally:
-            if self.ledger is not None:
+            # A message whose lease another holder took is theirs now: neither released nor
+            # taken off the queue here.
+            if self.ledger is not None and not lost:
                 if todo:
                     self.ledger.release(key, self.holder, self.clock())
                 elif done:
-                    self.ledger.settle(key)
+                    self.ledger.settle(key, self.holder)
         outbox = self.transport.name == OutboxTransport.name
         sent = all(r.status is Status.SENT for r in done.values())
         return _replace(

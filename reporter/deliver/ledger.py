@@ -385,10 +385,12 @@ class Ledger:
             )
 
     @guarded("settle a queued message")
-    def settle(self, key: LedgerKey) -> None:
-        """Off the queue: every address is sent or has failed for good."""
+    def settle(self, key: LedgerKey, holder: str) -> None:
+        """Off the queue: every address is sent or has failed for good. Only its holder may."""
         with self._engine.begin() as conn:
-            conn.execute(delete(outgoing).where(*_where(key, outgoing)))
+            conn.execute(
+                delete(outgoing).where(*_where(key, outgoing), outgoing.c.holder == holder)
+            )
 
     @guarded("read the mail queue")
     def queued(self, key: LedgerKey) -> Queued | None:
