@@ -545,7 +545,7 @@ def health(
     engine = open_state(database_url)
     try:
         state = RunLock(engine).get(name)
-        undelivered, mail_error = Ledger(engine).undelivered()
+        undelivered, mail_error = Ledger(engine).undelivered(now)
         stored = None
         store = SQLAlchemyJobStore(engine=engine, tablename=JOBS_TABLE)
         try:

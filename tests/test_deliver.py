@@ -691,3 +691,16 @@ def test_a_sender_whose_lease_was_taken_leaves_the_message_to_its_new_holder(
     # Still queued, for replica-b: neither released nor taken off the queue.
     assert ledger.queued(key) is not None
     assert not ledger.claim(key, "replica-c", later, timedelta(minutes=1))
+
+
+def test_health_counts_only_messages_nobody_is_sending(
+    server: tuple[Recorder, int], ledger: Ledger
+) -> None:
+    recorder, port = server
+    recorder.refuse_next[ALICE] = ["451 4.3.0 Try again later"] * 3
+    deliverer(port, ledger).owner(report_for(ALICE), files(ALICE))
+    key = LedgerKey(ROUND, "owner", ALICE)
+    now = datetime.now(UTC)
+    assert ledger.undelivered(now)[0] == 1
+    assert ledger.claim(key, "replica-b", now, timedelta(minutes=5))  # being retried
+    assert ledger.undelivered(now)[0] == 0 and ledger.undelivered()[0] == 1

@@ -412,10 +412,15 @@ class Ledger:
         return [LedgerKey(r.round_id, r.kind, r.recipient) for r in rows]
 
     @guarded("read the mail queue")
-    def undelivered(self) -> tuple[int, str]:
-        """How many queued messages still have an address to deliver to, and the last error."""
+    def undelivered(self, now: datetime | None = None) -> tuple[int, str]:
+        """How many queued messages still have an address to deliver to, and the last error.
+        With `now`, only those nobody is sending at the moment (a run's own messages between
+        its retries are not undelivered yet)."""
+        counted = select(func.count()).select_from(outgoing)
+        if now is not None:
+            counted = counted.where(outgoing.c.lease_until <= now)
         with self._engine.connect() as conn:
-            count = conn.execute(select(func.count()).select_from(outgoing)).scalar_one()
+            count = conn.execute(counted).scalar_one()
             last = conn.execute(
                 select(deliveries.c.last_error)
                 .join(
